@@ -1,0 +1,111 @@
+"""Rules that span fields (traffic sums, mirror, instance bounds), each naming the field at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scorer.models.reference import parse_model_ref
+from scorer.spec.models import BatchDeployment, Endpoint, OnlineDeployment
+from scorer.spec.problems import Loc, Problem, show
+
+
+def _names(ep: Endpoint) -> str:
+    return ", ".join(sorted(ep.deployments)) or "none"
+
+
+def deployment_rules(dep: OnlineDeployment, loc: Loc) -> list[Problem]:
+    out: list[Problem] = []
+    s = dep.scale_settings
+    if s.min_instances > dep.instance_count:
+        out.append(Problem((*loc, "scale_settings", "min_instances"),
+                           f"got {s.min_instances}; expected at most instance_count ({dep.instance_count})"))
+    if s.max_instances is not None and dep.instance_count > s.max_instances:
+        out.append(Problem((*loc, "instance_count"),
+                           f"got {dep.instance_count}; expected at most scale_settings.max_instances "
+                           f"({s.max_instances})"))
+    if s.max_instances is not None and s.min_instances > s.max_instances:
+        out.append(Problem((*loc, "scale_settings", "max_instances"),
+                           f"got {s.max_instances}; expected at least min_instances ({s.min_instances})"))
+    cc = dep.code_configuration
+    if dep.model is None and (cc is None or not cc.scoring_script):
+        out.append(Problem((*loc, "model"), "missing; expected a model reference or a "
+                           "code_configuration with a scoring_script"))
+    return out
+
+
+def endpoint_rules(ep: Endpoint) -> list[Problem]:
+    out: list[Problem] = []
+    for name, dep in ep.deployments.items():
+        loc: Loc = ("deployments", name)
+        if dep.name is not None and dep.name != name:
+            out.append(Problem((*loc, "name"), f"got {dep.name!r}; expected the key it is under, {name!r}"))
+        if dep.endpoint_name is not None and dep.endpoint_name != ep.name:
+            out.append(Problem((*loc, "endpoint_name"),
+                               f"got {dep.endpoint_name!r}; expected this endpoint's name, {ep.name!r}"))
+        out.extend(deployment_rules(dep, loc))
+    if not ep.deployments:
+        out.append(Problem(("deployments",), "empty; expected at least one deployment"))
+    for name, pct in ep.traffic.items():
+        if name not in ep.deployments:
+            out.append(Problem(("traffic", name), f"no deployment named {name!r}; defined: {_names(ep)}"))
+        if not 0 <= pct <= 100:
+            out.append(Problem(("traffic", name), f"got {pct}; expected an integer percent from 0 to 100"))
+    total = sum(ep.traffic.values())
+    if ep.traffic and total not in (0, 100):
+        out.append(Problem(("traffic",), f"got {show(ep.traffic)} (sum {total}); expected integer percents "
+                           "summing to 100, or all 0"))
+    if len(ep.mirror_traffic) > 1:
+        out.append(Problem(("mirror_traffic",), f"got {show(ep.mirror_traffic)}; expected one deployment"))
+    for name, pct in ep.mirror_traffic.items():
+        if name not in ep.deployments:
+            out.append(Problem(("mirror_traffic", name),
+                               f"no deployment named {name!r}; defined: {_names(ep)}"))
+        elif ep.traffic.get(name, 0) != 0:
+            out.append(Problem(("mirror_traffic", name), f"{name!r} has {ep.traffic[name]}% live traffic; "
+                               "expected a deployment with 0 live traffic"))
+        if not 0 <= pct <= 50:
+            out.append(Problem(("mirror_traffic", name), f"got {pct}; expected a percent from 0 to 50"))
+    return out
+
+
+def fill_traffic(ep: Endpoint) -> list[str]:
+    """Give every deployment an explicit share; a lone deployment with no traffic gets 100."""
+    notes = []
+    if not ep.traffic and len(ep.deployments) == 1:
+        only = next(iter(ep.deployments))
+        ep.traffic[only] = 100
+        notes.append(f"traffic not set: the only deployment, {only!r}, gets 100%")
+    for name in ep.deployments:
+        ep.traffic.setdefault(name, 0)
+    return notes
+
+
+def batch_rules(dep: BatchDeployment) -> list[Problem]:
+    out: list[Problem] = []
+    cc = dep.code_configuration
+    has_script = cc is not None and bool(cc.scoring_script)
+    if dep.model is None and not has_script:
+        out.append(Problem(("model",), "missing; expected a model reference or a code_configuration "
+                           "with a scoring_script"))
+    if dep.input_mode == "files" and not has_script:
+        out.append(Problem(("input_mode",), "got 'files' without a scoring script; expected "
+                           "code_configuration.scoring_script (run() gets the file paths), or input_mode tabular"))
+    rows = dep.mini_batch_rows
+    if dep.effective_input_mode == "tabular" and rows is not None and rows < 1000:
+        out.append(Problem(("mini_batch_size",), f"got {rows} rows; mini-batches under 1000 rows spend "
+                           "more time in scheduling than in the model", severity="warning"))
+    return out
+
+
+def missing_paths(model: str | None, cc_code: Path | None, script: Path | None, loc: Loc) -> list[Problem]:
+    """Local paths the spec names that do not exist (warnings for validate, errors for serve/batch)."""
+    out = []
+    if model is not None:
+        ref = parse_model_ref(model)
+        if ref.kind == "path" and not Path(model).exists():
+            out.append(Problem((*loc, "model"), f"no such model folder: {model}"))
+    if cc_code is not None and not cc_code.is_dir():
+        out.append(Problem((*loc, "code_configuration", "code"), f"no such folder: {cc_code}"))
+    elif script is not None and not script.is_file():
+        out.append(Problem((*loc, "code_configuration", "scoring_script"), f"no such file: {script}"))
+    return out
