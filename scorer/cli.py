@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -64,21 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_validate(args.files)
     if args.command in ("serve", "traffic", "scale", "token"):
         try:
-            from serving import cli as serving_cli
+            serving_cli = importlib.import_module("serving.cli")
         except ImportError:
             print(f"scorer {args.command}: the online server is not part of this build yet", file=sys.stderr)
             return 2
         return int(getattr(serving_cli, f"run_{args.command}")(args))
     if args.command == "batch":
         try:
-            from batch import cli as batch_cli
+            batch_cli = importlib.import_module("batch.cli")
         except ImportError:
             print("scorer batch: the batch runner is not part of this build yet", file=sys.stderr)
             return 2
         return int(batch_cli.run_batch(args))
     if args.command == "bench":
         try:
-            from scorer import bench
+            bench = importlib.import_module("scorer.bench")
         except ImportError:
             print("scorer bench: not part of this build yet", file=sys.stderr)
             return 2

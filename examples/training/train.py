@@ -12,6 +12,7 @@ with artifacts in `.scorer/artifacts`: the same defaults as scorer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -116,10 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
     x_train, x_test, y_train, y_test = _data()
     experiment_id = _experiment(client, args.experiment)
-    try:
+    with contextlib.suppress(MlflowException):  # already registered
         client.create_registered_model(args.name, description="scorer demo: breast-cancer classifiers")
-    except MlflowException:
-        pass
     for alias, run_name, estimator in estimators:
         estimator.fit(x_train, y_train)
         run_id, model_uri, accuracy = _log(estimator, x_train, x_test, y_test, run_name, experiment_id)

@@ -2,8 +2,8 @@
 
 from scorer.spec.loader import Loaded, detect_kind, load_any, load_batch, load_endpoint, load_online_deployment
 from scorer.spec.models import (
-    Batching,
     BatchDeployment,
+    Batching,
     CodeConfiguration,
     Endpoint,
     OnlineDeployment,

@@ -15,7 +15,14 @@ from pydantic import BaseModel, ValidationError
 from scorer.spec import aliases
 from scorer.spec.models import BatchDeployment, Endpoint, OnlineDeployment
 from scorer.spec.problems import Loc, Problem, SpecError, show
-from scorer.spec.rules import batch_rules, deployment_rules, endpoint_rules, fill_traffic, missing_paths
+from scorer.spec.rules import (
+    batch_rules,
+    deployment_rules,
+    endpoint_rules,
+    fill_traffic,
+    missing_paths,
+    traffic_rules,
+)
 from scorer.spec.yamlfile import YamlDoc, read_yaml
 
 Kind = Literal["endpoint", "online_deployment", "batch_deployment"]
@@ -52,7 +59,7 @@ class Loaded:
 
     @property
     def ignored(self) -> list[Problem]:
-        return [w for w in self.warnings if w.message.startswith("ignored")]
+        return [w for w in self.warnings if w.message.startswith("ignored (")]
 
 
 @dataclass
@@ -101,20 +108,21 @@ def _exists(data: Any, loc: Loc) -> bool:
     for part in loc:
         if isinstance(data, dict) and part in data:
             data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            continue
+        if isinstance(data, list) and isinstance(part, int) and part < len(data):
             data = data[part]
-        else:
-            return False
+            continue
+        return False
     return True
 
 
-def _message(err: dict[str, Any], root: type[BaseModel], loc: Loc) -> str:
+def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         model = _model_at(root, loc[:-1])
         allowed = sorted(model.model_fields) if model else []
-        near = difflib.get_close_matches(str(loc[-1]), allowed + list(_ALIAS_KEYS.get(model, ())) if model else [],
-                                         n=1, cutoff=0.6)
+        candidates = allowed + list(_ALIAS_KEYS.get(model, ())) if model else []
+        near = difflib.get_close_matches(str(loc[-1]), candidates, n=1, cutoff=0.6)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         return f"unknown field{hint}; expected one of: {', '.join(allowed)}"
     if kind == "missing":
@@ -159,7 +167,7 @@ def _source(path: Path, kind: Kind) -> _Source:
 
 
 def _ignored(src: _Source) -> list[Problem]:
-    return [Problem(loc, "ignored (cloud-only field)", file=src.doc.path, line=src.doc.line_of(loc),
+    return [Problem(loc, "ignored (Azure-only field, not used by scorer)", file=src.doc.path, line=src.doc.line_of(loc),
                     severity="warning") for loc in src.norm.ignored]
 
 
@@ -202,6 +210,11 @@ def load_endpoint(endpoint_file: Path, deployment_files: Sequence[Path] = (), *,
             ep.deployments[dep.name] = dep
         owners[dep.name] = dsrc
     if ep is None:
+        raw = src.norm.data
+        names = list(raw.get("deployments") or {}) if isinstance(raw.get("deployments"), dict) else []
+        names += [n for n in owners if n not in names]
+        rules = traffic_rules(raw.get("traffic"), raw.get("mirror_traffic"), names)
+        errors += [src.problem(p.loc, p.message) for p in rules]
         raise SpecError(errors)
 
     def locate(loc: Loc, message: str, severity: Literal["error", "warning"] = "error") -> Problem:

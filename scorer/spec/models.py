@@ -33,7 +33,7 @@ def _base_dir(info: ValidationInfo) -> Path:
     return Path(ctx.get("base_dir", "."))
 
 
-def _resolve(value: str | Path, info: ValidationInfo) -> Path:
+def _resolve(value: Any, info: ValidationInfo) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else (_base_dir(info) / path).resolve()
 

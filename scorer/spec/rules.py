@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from scorer.models.reference import parse_model_ref
 from scorer.spec.models import BatchDeployment, Endpoint, OnlineDeployment
 from scorer.spec.problems import Loc, Problem, show
-
-
-def _names(ep: Endpoint) -> str:
-    return ", ".join(sorted(ep.deployments)) or "none"
 
 
 def deployment_rules(dep: OnlineDeployment, loc: Loc) -> list[Problem]:
@@ -45,23 +42,32 @@ def endpoint_rules(ep: Endpoint) -> list[Problem]:
         out.extend(deployment_rules(dep, loc))
     if not ep.deployments:
         out.append(Problem(("deployments",), "empty; expected at least one deployment"))
-    for name, pct in ep.traffic.items():
-        if name not in ep.deployments:
-            out.append(Problem(("traffic", name), f"no deployment named {name!r}; defined: {_names(ep)}"))
+    out.extend(traffic_rules(ep.traffic, ep.mirror_traffic, list(ep.deployments)))
+    return out
+
+
+def traffic_rules(traffic: Any, mirror: Any, names: list[str]) -> list[Problem]:
+    """Traffic and mirror rules; works on raw data too, so they are reported beside schema errors."""
+    out: list[Problem] = []
+    defined = ", ".join(sorted(names)) or "none"
+    traffic = {k: v for k, v in traffic.items() if isinstance(v, int)} if isinstance(traffic, dict) else {}
+    mirror = {k: v for k, v in mirror.items() if isinstance(v, int)} if isinstance(mirror, dict) else {}
+    for name, pct in traffic.items():
+        if name not in names:
+            out.append(Problem(("traffic", name), f"no deployment named {name!r}; defined: {defined}"))
         if not 0 <= pct <= 100:
             out.append(Problem(("traffic", name), f"got {pct}; expected an integer percent from 0 to 100"))
-    total = sum(ep.traffic.values())
-    if ep.traffic and total not in (0, 100):
-        out.append(Problem(("traffic",), f"got {show(ep.traffic)} (sum {total}); expected integer percents "
+    total = sum(traffic.values())
+    if traffic and total not in (0, 100):
+        out.append(Problem(("traffic",), f"got {show(traffic)} (sum {total}); expected integer percents "
                            "summing to 100, or all 0"))
-    if len(ep.mirror_traffic) > 1:
-        out.append(Problem(("mirror_traffic",), f"got {show(ep.mirror_traffic)}; expected one deployment"))
-    for name, pct in ep.mirror_traffic.items():
-        if name not in ep.deployments:
-            out.append(Problem(("mirror_traffic", name),
-                               f"no deployment named {name!r}; defined: {_names(ep)}"))
-        elif ep.traffic.get(name, 0) != 0:
-            out.append(Problem(("mirror_traffic", name), f"{name!r} has {ep.traffic[name]}% live traffic; "
+    if len(mirror) > 1:
+        out.append(Problem(("mirror_traffic",), f"got {show(mirror)}; expected one deployment"))
+    for name, pct in mirror.items():
+        if name not in names:
+            out.append(Problem(("mirror_traffic", name), f"no deployment named {name!r}; defined: {defined}"))
+        elif traffic.get(name, 0) != 0:
+            out.append(Problem(("mirror_traffic", name), f"{name!r} has {traffic[name]}% live traffic; "
                                "expected a deployment with 0 live traffic"))
         if not 0 <= pct <= 50:
             out.append(Problem(("mirror_traffic", name), f"got {pct}; expected a percent from 0 to 50"))

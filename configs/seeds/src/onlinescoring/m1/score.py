@@ -1,0 +1,25 @@
+"""An Azure ML-style online scoring script, as the seed's real-time endpoint names it.
+
+init() runs once per replica with AZUREML_MODEL_DIR pointing at the model's folder;
+run(raw_data) gets each request body as a string and returns something JSON-serialisable.
+"""
+
+import json
+import os
+
+import mlflow.pyfunc
+import pandas as pd
+
+model = None
+
+
+def init():
+    global model
+    model = mlflow.pyfunc.load_model(os.environ["AZUREML_MODEL_DIR"])
+
+
+def run(raw_data):
+    body = json.loads(raw_data)
+    rows = body.get("data", body.get("input_data", body))
+    frame = pd.DataFrame(rows["data"], columns=rows["columns"]) if isinstance(rows, dict) else pd.DataFrame(rows)
+    return {"predictions": model.predict(frame).tolist()}
