@@ -8,7 +8,7 @@ import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -47,13 +47,16 @@ def detect_kind(data: dict[str, Any]) -> Kind:
     return "endpoint"
 
 
+S = TypeVar("S", Endpoint, OnlineDeployment, BatchDeployment)
+
+
 @dataclass
-class Loaded:
+class Loaded(Generic[S]):
     """A validated document and what the user should hear about it."""
 
     kind: Kind
     files: list[Path]
-    spec: Endpoint | OnlineDeployment | BatchDeployment
+    spec: S
     warnings: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -180,7 +183,9 @@ def _path_problems(items: Iterable[tuple[OnlineDeployment | BatchDeployment, Loc
     return out
 
 
-def load_endpoint(endpoint_file: Path, deployment_files: Sequence[Path] = (), *, check_paths: bool = True) -> Loaded:
+def load_endpoint(
+    endpoint_file: Path, deployment_files: Sequence[Path] = (), *, check_paths: bool = True
+) -> Loaded[Endpoint]:
     """An endpoint plus optional deployment files, merged and checked as one endpoint."""
     src = _source(Path(endpoint_file), "endpoint")
     errors: list[Problem] = [src.problem(p.loc, p.message) for p in src.norm.problems]
@@ -231,7 +236,7 @@ def load_endpoint(endpoint_file: Path, deployment_files: Sequence[Path] = (), *,
     return Loaded("endpoint", files, ep, warnings, notes)
 
 
-def load_online_deployment(path: Path, *, check_paths: bool = True) -> Loaded:
+def load_online_deployment(path: Path, *, check_paths: bool = True) -> Loaded[OnlineDeployment]:
     src = _source(Path(path), "online_deployment")
     errors = [src.problem(p.loc, p.message) for p in src.norm.problems]
     dep, errs = _validate(OnlineDeployment, src.norm.data, src.doc.path.resolve().parent, src.problem)
@@ -247,7 +252,7 @@ def load_online_deployment(path: Path, *, check_paths: bool = True) -> Loaded:
     return Loaded("online_deployment", [src.doc.path], dep, warnings)
 
 
-def load_batch(path: Path, *, check_paths: bool = True) -> Loaded:
+def load_batch(path: Path, *, check_paths: bool = True) -> Loaded[BatchDeployment]:
     src = _source(Path(path), "batch_deployment")
     errors = [src.problem(p.loc, p.message) for p in src.norm.problems]
     dep, errs = _validate(BatchDeployment, src.norm.data, src.doc.path.resolve().parent, src.problem)
@@ -264,7 +269,7 @@ def load_batch(path: Path, *, check_paths: bool = True) -> Loaded:
     return Loaded("batch_deployment", [src.doc.path], dep, warnings)
 
 
-def load_any(path: Path, *, check_paths: bool = False) -> Loaded:
+def load_any(path: Path, *, check_paths: bool = False) -> Loaded[Any]:
     """Load one file as whatever kind its content says it is (for `scorer validate`)."""
     kind = detect_kind(read_yaml(Path(path)).data)
     if kind == "batch_deployment":
