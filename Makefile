@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install run train validate test lint typecheck pytest lock schema soak clean
+.PHONY: install run train validate test lint typecheck pytest lock schema soak bench-online bench-batch clean
 
 install: $(STAMP)
 
@@ -40,6 +40,13 @@ test: lint typecheck pytest
 
 soak: install
 	$(BIN)/pytest -m soak -p no:cacheprovider
+
+# Benchmarks: never part of `make test`. bench-online needs wrk (apt-get install wrk).
+bench-online: train
+	$(BIN)/python benchmarks/online.py
+
+bench-batch: train
+	$(BIN)/python benchmarks/batch.py
 
 schema: install
 	$(BIN)/python -m scorer.spec.schema
