@@ -57,6 +57,7 @@ def read_level(prefix: Path, target: str, users: int) -> Level:
 def run_level(url: str, path: str, data: Path, users: int, seconds: float, out_dir: Path, target: str,
               env: dict[str, str], rows: int = 1, deployment: str = "") -> Level:
     """Run locust headless for `seconds` at `users` concurrent users (each sends back to back)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / f"{target}_u{users}"
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
            "-u", str(users), "-r", str(users), "-t", f"{max(1, round(seconds))}s", "--stop-timeout", "5",

@@ -85,5 +85,7 @@ def start_mlflow(model_dir: Path, workers: int, out_dir: Path) -> Server:
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir), "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)]
-    proc = _spawn(cmd, out_dir / "mlflow-serve.log", {})
+    # mlflow runs `uvicorn` by name: the interpreter's own bin folder must come first on PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    proc = _spawn(cmd, out_dir / "mlflow-serve.log", {"PATH": path})
     return Server("mlflow", f"http://127.0.0.1:{port}", "/invocations", proc, out_dir / "mlflow-serve.log")

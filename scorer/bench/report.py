@@ -65,7 +65,9 @@ def plot(levels: list[Level], path: Path, title: str) -> None:
         ax_lat.plot(users, [lv.p50_ms for lv in pts], marker="o", label=f"{target} p50")
         ax_lat.plot(users, [lv.p99_ms for lv in pts], marker="x", linestyle="--", label=f"{target} p99")
     ax_rps.set(xlabel="concurrent users", ylabel="requests / s", title="throughput", xscale="log")
-    ax_lat.set(xlabel="concurrent users", ylabel="latency (ms)", title="latency", xscale="log", yscale="log")
+    positive = all(lv.p50_ms > 0 and lv.p99_ms > 0 for lv in levels)
+    ax_lat.set(xlabel="concurrent users", ylabel="latency (ms)", title="latency", xscale="log",
+               yscale="log" if positive else "linear")
     for ax in (ax_rps, ax_lat):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
