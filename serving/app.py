@@ -1,0 +1,211 @@
+"""The router: one Starlette app that authenticates, picks a deployment, admits, and forwards to a
+replica. It never runs model code; bodies travel to replicas as bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from serving.admission import Admission
+from serving.auth import Auth
+from serving.errors import ScoringError, error_body, error_response
+from serving.openapi import OPENAPI
+from serving.protocol.mlflow import check_media_type
+from serving.replica.pool import Deployment
+from serving.traffic import SmoothWeighted
+
+log = logging.getLogger("scorer.router")
+
+PIN_HEADER = "azureml-model-deployment"
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+@dataclass
+class Settings:
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    timing_header: bool = False  # x-scorer-timing on answers (SCORER_TIMING_HEADER=1), for measuring
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(max_body_bytes=int(os.environ.get("SCORER_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
+                   timing_header=os.environ.get("SCORER_TIMING_HEADER", "") in ("1", "true"))
+
+
+class Router:
+    def __init__(self, endpoint: Any, deployments: dict[str, Deployment], auth: Auth, settings: Settings) -> None:
+        self.endpoint = endpoint
+        self.name = endpoint.name
+        self.deployments = deployments
+        self.auth = auth
+        self.settings = settings
+        self.traffic = SmoothWeighted(endpoint.traffic)
+        self.mirror_traffic = dict(endpoint.mirror_traffic)
+        self.admissions: dict[str, Admission] = {}
+        self.timeouts: dict[str, float] = {}
+        for name, dep in deployments.items():
+            rs = endpoint.deployments[name].request_settings
+            self.admissions[name] = Admission(name, rs.max_concurrent_requests_per_instance, dep.ready_count,
+                                              rs.max_queue_wait_ms)
+            self.timeouts[name] = rs.request_timeout_ms / 1000.0
+            dep.on_change = self.admissions[name].wake
+
+    # -- scoring ----------------------------------------------------------------------------
+    def choose(self, pinned: str | None) -> str:
+        if pinned is not None:
+            if pinned not in self.deployments:
+                raise ScoringError(404, f"deployment {pinned!r} does not exist in endpoint {self.name}; "
+                                   f"deployments: {', '.join(sorted(self.deployments))}")
+            return pinned
+        name = self.traffic.pick()
+        if name is None:
+            raise ScoringError(404, f"endpoint {self.name} has no deployment with traffic; pin one with the "
+                               f"{PIN_HEADER} header")
+        return name
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ScoringError(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ScoringError(413, f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def score(self, request: Request) -> Response:
+        started = time.monotonic()
+        headers = request.headers
+        rid = headers.get("x-request-id") or uuid.uuid4().hex
+        out = {"x-request-id": rid}
+        try:
+            self.auth.check(headers.get("authorization"))
+            content_type = headers.get("content-type") or ""
+            check_media_type(content_type)
+            name = self.choose(headers.get(PIN_HEADER))
+            dep = self.deployments[name]
+            out[PIN_HEADER] = name
+            out["x-model-version"] = dep.version
+            body = await self.read_body(request)
+            reply, payload = await self._forward(dep, name, body, content_type, started)
+        except ScoringError as err:
+            if err.status >= 408 and err.status not in (413, 415):
+                log.warning("request %s%s deployment %s: %d %s", rid, _trace(headers), out.get(PIN_HEADER, "-"),
+                            err.status, err.message.splitlines()[0][:300])
+            return error_response(err, out)
+        status = reply.get("status", 200)
+        if status >= 424:
+            log.warning("request %s%s deployment %s: %d from the replica", rid, _trace(headers), out[PIN_HEADER],
+                        status)
+        if "h" in reply:
+            out.update(reply["h"])
+        if self.settings.timing_header:
+            total = (time.monotonic() - started) * 1000
+            out["x-scorer-timing"] = f"model={reply.get('t', 0) * 1000:.3f}ms total={total:.3f}ms"
+        return Response(payload, status_code=status, headers=out,
+                        media_type=reply.get("ct") or "application/json")
+
+    async def _forward(self, dep: Deployment, name: str, body: bytes, content_type: str,
+                       started: float) -> tuple[dict[str, Any], bytes]:
+        timeout = self.timeouts[name]
+        admission = self.admissions[name]
+        admitted = False
+        try:
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + timeout - (time.monotonic() - started)):
+                await admission.acquire()
+                admitted = True
+                return await dep.call({"op": "score", "ct": content_type}, body)
+        except TimeoutError:
+            raise ScoringError(408, f"deployment {name}: no answer within request_timeout_ms="
+                               f"{timeout * 1000:.0f}") from None
+        finally:
+            if admitted:
+                admission.release()
+
+    # -- health and info --------------------------------------------------------------------
+    def ready(self) -> tuple[bool, dict[str, int]]:
+        counts = {name: dep.ready_count() for name, dep in self.deployments.items()}
+        live = [n for n, pct in self.traffic.shares.items() if pct > 0]
+        return all(counts.get(n, 0) > 0 for n in live), counts
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "auth_mode": self.endpoint.auth_mode, "traffic": dict(self.traffic.shares),
+                "mirror_traffic": dict(self.mirror_traffic),
+                "deployments": {n: d.describe() for n, d in self.deployments.items()}}
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(d.stop() for d in self.deployments.values()), return_exceptions=True)
+
+
+def _trace(headers: Any) -> str:
+    tp = headers.get("traceparent")
+    return f" traceparent {tp[:64]}" if tp else ""
+
+
+def build_app(router: Router) -> Starlette:
+    import mlflow.version
+
+    mlflow_version = mlflow.version.VERSION
+
+    async def ping(request: Request) -> Response:
+        return Response(b"\n", media_type="application/json")
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        ok, counts = router.ready()
+        return JSONResponse({"status": "ready" if ok else "not ready", "ready_replicas": counts},
+                            status_code=200 if ok else 503)
+
+    async def version(request: Request) -> Response:
+        return Response(mlflow_version, media_type="application/json")
+
+    async def openapi(request: Request) -> Response:
+        return Response(orjson.dumps(OPENAPI), media_type="application/json")
+
+    async def admin_endpoint(request: Request) -> Response:
+        try:
+            router.auth.check_admin(request.headers.get("authorization"))
+        except ScoringError as err:
+            return error_response(err)
+        return Response(orjson.dumps(router.describe()), media_type="application/json")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        code = "RESOURCE_DOES_NOT_EXIST" if status == 404 else "BAD_REQUEST"
+        return Response(error_body(code, f"{request.method} {request.url.path}: {getattr(exc, 'detail', '')}"),
+                        status_code=status, media_type="application/json")
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        return Response(error_body("INTERNAL_ERROR", "internal error; see the server log"), status_code=500,
+                        media_type="application/json")
+
+    routes = [
+        Route("/score", router.score, methods=["POST"]),
+        Route("/invocations", router.score, methods=["POST"]),
+        Route("/ping", ping, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/admin/endpoint", admin_endpoint, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error})
+    app.state.router = router
+    return app

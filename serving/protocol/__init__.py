@@ -1,0 +1,1 @@
+"""Wire formats: the MLflow scoring protocol and the router-replica frame protocol."""

@@ -1,0 +1,16 @@
+"""What a replica process needs to start: plain data, picklable across the forkserver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    deployment: str
+    model_path: str | None  # local folder with an MLmodel file (resolved once by the router)
+    model_version: str
+    code_dir: str | None = None
+    scoring_script: str | None = None
+    max_concurrent: int = 1
+    environment: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,176 @@
+"""The replica process: load the model once, warm it up, then answer frames on a Unix socket.
+
+Started from a forkserver that has mlflow, pandas and sklearn imported already, so a start costs
+the model load, not the imports. The router holds the other end of `status`: the replica reports
+`("ready", info)` or `("error", one_line)` on it, and exits when it closes (router gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from serving.errors import ScoringError, clip, error_body
+from serving.protocol import frames
+from serving.protocol.mlflow import Reply
+from serving.replica.config import ReplicaConfig
+
+log = logging.getLogger("scorer.replica")
+
+
+def build_scorer(cfg: ReplicaConfig) -> tuple[Any, Any]:
+    """(scorer, warm-up example). Raises with a one-line message when the model or script fails."""
+    if cfg.scoring_script and cfg.code_dir:
+        from scorer.scoring_script import load_scoring_script
+        from serving.protocol.script import ScriptScorer
+
+        script = load_scoring_script(cfg.code_dir, cfg.scoring_script,  # type: ignore[arg-type]
+                                     cfg.model_path)  # type: ignore[arg-type]
+        return ScriptScorer(script), None
+    if cfg.code_dir:
+        from scorer.scoring_script import add_code_path
+
+        add_code_path(cfg.code_dir)  # type: ignore[arg-type]
+    if not cfg.model_path:
+        raise RuntimeError("deployment has neither a model nor a scoring script")
+    import mlflow.pyfunc
+
+    from serving.protocol.mlflow import MlflowScorer
+
+    pyfunc = mlflow.pyfunc.load_model(cfg.model_path)
+    example = None
+    try:
+        example = pyfunc.metadata.load_input_example(cfg.model_path)
+    except Exception as exc:
+        log.warning("deployment %s: input example not loaded (%s); no warm-up", cfg.deployment, exc)
+    return MlflowScorer(pyfunc), example
+
+
+class ReplicaServer:
+    def __init__(self, scorer: Any, cfg: ReplicaConfig) -> None:
+        self.scorer = scorer
+        self.cfg = cfg
+        # Requests admitted beyond `threads` wait in the executor's queue: more Python threads than
+        # a few only add GIL contention for CPU-bound models. Default 1, as Azure ML's single-worker
+        # inference server; SCORER_REPLICA_THREADS raises it for I/O-bound models and scripts.
+        threads = min(max(1, cfg.max_concurrent), max(1, int(os.environ.get("SCORER_REPLICA_THREADS", "1"))))
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="score")
+        self.busy = 0
+        self.futures: dict[int, concurrent.futures.Future[Reply]] = {}
+
+    def _score(self, body: bytes, content_type: str) -> Reply:
+        try:
+            return self.scorer.score(body, content_type)
+        except ScoringError as err:
+            return Reply(err.status, error_body(err.code, err.message), headers=err.headers)
+        except Exception as exc:  # a bug of ours, not the client's: still no traceback on the wire
+            log.exception("deployment %s: unexpected error while scoring", self.cfg.deployment)
+            return Reply(500, error_body("INTERNAL_ERROR", clip(f"{type(exc).__name__}: {exc}")))
+
+    async def _handle_score(self, rid: int, header: dict[str, Any], body: bytes,
+                            writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        self.busy += 1
+        t0 = time.perf_counter()
+        cf = self.pool.submit(self._score, body, header.get("ct") or "")
+        self.futures[rid] = cf
+        try:
+            reply = await asyncio.wrap_future(cf, loop=loop)
+        except asyncio.CancelledError:  # the router gave up before it started: it never runs
+            reply = Reply(499, error_body("CANCELLED", "cancelled before it started"))
+        finally:
+            self.busy -= 1
+            self.futures.pop(rid, None)
+        # "t": seconds spent decoding, predicting and encoding (the model stage, for metrics)
+        out = {"id": rid, "status": reply.status, "ct": reply.media_type, "t": round(time.perf_counter() - t0, 6)}
+        if reply.headers:
+            out["h"] = reply.headers
+        if not writer.is_closing():
+            writer.write(frames.encode(out, reply.body))
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                header, payload = await frames.read_frame(reader)
+                rid = header.get("id", 0)
+                op = header.get("op")
+                if op == "score":
+                    t = asyncio.create_task(self._handle_score(rid, header, payload, writer))
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+                elif op == "cancel":
+                    target = self.futures.get(header.get("target", -1))
+                    if target is not None:
+                        target.cancel()  # succeeds only while it waits for a thread, never once running
+                elif op in ("ping", "ready"):
+                    writer.write(frames.encode({"id": rid, "status": 200, "busy": self.busy, "pid": os.getpid()}))
+                else:
+                    writer.write(frames.encode({"id": rid, "status": 400}, error_body("BAD_REQUEST", f"op {op!r}")))
+                if writer.transport.get_write_buffer_size() > 1 << 20:
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _exit_when_router_goes(status: Any) -> None:
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            status.recv()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="router-watch", daemon=True).start()
+
+
+def replica_main(cfg: ReplicaConfig, socket_path: str, status: Any) -> None:
+    """Entry point in the child process."""
+    started = time.perf_counter()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the router, which stops us
+    os.environ.update(cfg.environment)
+    from scorer.environment import configure
+
+    configure()
+    from serving import logs
+
+    logs.setup(os.environ.get("SCORER_LOG_FORMAT", "text"))
+    try:
+        scorer, example = build_scorer(cfg)
+    except Exception as exc:
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        with contextlib.suppress(Exception):
+            status.send(("error", f"{type(exc).__name__}: {line}" if type(exc).__name__ not in line else line))
+        sys.exit(1)
+    loaded = time.perf_counter()
+    try:
+        scorer.warm_up(example)
+    except Exception as exc:
+        log.warning("deployment %s: warm-up on the input example failed: %s", cfg.deployment, exc)
+    warmed = time.perf_counter()
+    server = ReplicaServer(scorer, cfg)
+
+    async def serve() -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+        srv = await asyncio.start_unix_server(server.connection, path=socket_path)
+        status.send(("ready", {"pid": os.getpid(), "load_s": loaded - started, "warm_s": warmed - loaded}))
+        _exit_when_router_goes(status)
+        async with srv:
+            await srv.serve_forever()
+
+    try:
+        import uvloop
+
+        uvloop.run(serve())
+    except ImportError:
+        asyncio.run(serve())

@@ -1,0 +1,140 @@
+"""Bring an endpoint up: resolve models once, start replicas, run uvicorn on the router app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from serving.app import Router, Settings, build_app
+from serving.auth import Auth
+from serving.replica.config import ReplicaConfig
+from serving.replica.pool import FAILED, Deployment, Timing
+
+log = logging.getLogger("scorer.router")
+
+
+def _nodelay_protocol() -> type:
+    """uvicorn's httptools protocol with TCP_NODELAY set on every client connection."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class NoDelayHttpTools(HttpToolsProtocol):  # type: ignore[misc]
+        def connection_made(self, transport: Any) -> None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super().connection_made(transport)
+
+    return NoDelayHttpTools
+
+
+def build_deployments(spec: Any, socket_dir: str, timing: Timing) -> tuple[dict[str, Deployment], dict[str, str]]:
+    """Deployments ready to start, and the models that could not be resolved (name -> one line)."""
+    from scorer.models import ModelNotFound, resolve
+
+    deployments: dict[str, Deployment] = {}
+    unresolved: dict[str, str] = {}
+    for name, d in spec.deployments.items():
+        model_path, version = None, ""
+        if d.model:
+            try:
+                resolved = resolve(d.model)
+                model_path, version = str(resolved.local_path), resolved.version
+            except ModelNotFound as exc:
+                unresolved[name] = str(exc)
+        cc = d.code_configuration
+        cfg = ReplicaConfig(
+            deployment=name, model_path=model_path, model_version=version or (cc.scoring_script if cc else "") or "",
+            code_dir=str(cc.code) if cc else None, scoring_script=cc.scoring_script if cc else None,
+            max_concurrent=d.request_settings.max_concurrent_requests_per_instance,
+            environment=dict(d.environment_variables))
+        deployments[name] = Deployment(name, cfg, d.instance_count, socket_dir, d.liveness_probe,
+                                       d.readiness_probe, timing)
+    return deployments, unresolved
+
+
+async def start_deployments(spec: Any, deployments: dict[str, Deployment],
+                            unresolved: dict[str, str]) -> list[str]:
+    """Start every deployment; returns fatal one-liners (deployments with traffic that fail)."""
+    live = {n for n, pct in spec.traffic.items() if pct > 0}
+    fatal = [f"deployment {n}: {msg}" for n, msg in unresolved.items() if n in live]
+    if fatal:
+        return fatal
+    names = [n for n in deployments if n not in unresolved]
+    results = await asyncio.gather(*(deployments[n].start() for n in names))
+    for n, errors in zip(names, results, strict=True):
+        if errors:
+            (fatal if n in live else []).append(errors[0])
+            if n not in live:
+                log.warning("%s (0%% traffic: serving continues; the replica is retried)", errors[0])
+    for n, msg in unresolved.items():
+        log.warning("deployment %s: %s (0%% traffic: serving continues without it)", n, msg)
+        for r in deployments[n].replicas:
+            r.state, r.last_error = FAILED, msg
+    return fatal
+
+
+def example_body(deployments: dict[str, Deployment], names: list[str]) -> Path | None:
+    for n in names:
+        path = deployments[n].cfg.model_path
+        if path and (Path(path) / "serving_input_example.json").is_file():
+            return Path(path) / "serving_input_example.json"
+    return None
+
+
+def curl_line(url: str, auth: Auth, key_hint: str | None, body: Path | None) -> str:
+    parts = [f"curl -s {url}/score", "-H 'Content-Type: application/json'"]
+    if auth.mode != "none" and key_hint:
+        parts.append(f'-H "Authorization: Bearer {key_hint}"')
+    parts.append(f"-d @{body}" if body else "-d '{\"dataframe_split\": {\"columns\": [...], \"data\": [[...]]}}'")
+    return " ".join(parts)
+
+
+async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | None,
+                timing: Timing | None = None) -> int:
+    import uvicorn
+
+    socket_dir = tempfile.mkdtemp(prefix="scorer-")
+    deployments, unresolved = build_deployments(spec, socket_dir, timing or Timing.from_env())
+    router = Router(spec, deployments, auth, Settings.from_env())
+    try:
+        fatal = await start_deployments(spec, deployments, unresolved)
+        if fatal:
+            print(f"scorer serve: {fatal[0]}", file=sys.stderr, flush=True)
+            return 1
+        app = build_app(router)
+        config = uvicorn.Config(app, host=host, port=port, loop="none", http=_nodelay_protocol(),
+                                lifespan="off", access_log=False, log_config=None, server_header=False)
+        server = uvicorn.Server(config)
+
+        async def announce() -> None:
+            while not server.started:
+                if server.should_exit:
+                    return
+                await asyncio.sleep(0.02)
+            url = f"http://{host}:{port}"
+            live = [n for n, p in spec.traffic.items() if p > 0]
+            shares = ", ".join(f"{n} {p}%" for n, p in spec.traffic.items())
+            print(f"scorer: endpoint {spec.name} ready on {url} ({shares})", flush=True)
+            print("try:  " + curl_line(url, auth, key_hint, example_body(deployments, live or list(deployments))),
+                  flush=True)
+
+        announcer = asyncio.create_task(announce())
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits this way when it cannot bind; it has logged why
+            print(f"scorer serve: cannot listen on {host}:{port} (see the error above)", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            announcer.cancel()
+        return 0 if server.started else 1
+    finally:
+        await router.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)

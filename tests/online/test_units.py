@@ -1,0 +1,61 @@
+"""Traffic policy and admission on their own (no server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from serving.admission import Admission
+from serving.errors import ScoringError
+from serving.traffic import SmoothWeighted
+
+
+def test_smooth_weighted_round_robin_is_exact_in_every_window() -> None:
+    rr = SmoothWeighted({"blue": 90, "green": 10, "dark": 0})
+    picks = [rr.pick() for _ in range(1000)]
+    for start in range(0, 990):
+        window = Counter(picks[start:start + 10])
+        assert window == {"blue": 9, "green": 1}
+    assert "dark" not in picks
+    three = SmoothWeighted({"a": 50, "b": 30, "c": 20})
+    assert Counter(three.pick() for _ in range(10)) == {"a": 5, "b": 3, "c": 2}
+    assert SmoothWeighted({"a": 0, "b": 0}).pick() is None
+
+
+def test_admission_bound_queue_wait_and_fifo() -> None:
+    async def scenario() -> None:
+        ready = [1]
+        adm = Admission("d", per_replica=2, ready_replicas=lambda: ready[0], max_queue_wait_ms=200)
+        await adm.acquire()
+        await adm.acquire()  # 2 in flight = capacity
+        order: list[int] = []
+
+        async def queued(i: int) -> None:
+            await adm.acquire()
+            order.append(i)
+
+        t1 = asyncio.create_task(queued(1))
+        t2 = asyncio.create_task(queued(2))
+        await asyncio.sleep(0.01)
+        assert adm.queued == 2
+        with pytest.raises(ScoringError) as over:  # 2 in flight + 2 queued = 2 x capacity
+            await adm.acquire()
+        assert over.value.status == 429 and over.value.headers["Retry-After"] == "1"
+        adm.release()
+        adm.release()
+        await asyncio.gather(t1, t2)
+        assert order == [1, 2] and adm.in_flight == 2
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(ScoringError) as waited:
+            await adm.acquire()
+        assert waited.value.status == 429 and "max_queue_wait_ms" in waited.value.message
+        assert asyncio.get_running_loop().time() - t0 >= 0.19
+        assert adm.queued == 0
+        ready[0] = 0
+        with pytest.raises(ScoringError) as none:
+            await adm.acquire()
+        assert none.value.status == 503
+
+    asyncio.run(scenario())
