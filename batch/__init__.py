@@ -1,0 +1,1 @@
+"""Ray batch runner: plan, actor pool, retries, ordered output, journal, summary."""

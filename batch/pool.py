@@ -1,0 +1,134 @@
+"""Ray start-up and the actor pool: sizing, start, replacement of timed-out or dead actors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from typing import Any
+
+from batch.worker import ScoringWorker, WorkerConfig
+
+log = logging.getLogger("scorer.batch")
+
+ACTOR_CPUS = 0.5  # fractional, so that actors never hold every CPU (see docs/batch.md)
+
+
+class PoolError(Exception):
+    """The pool could not start (model or script failed to load, no room on the cluster)."""
+
+
+def start_ray(address: str | None, debug: bool) -> tuple[bool, str]:
+    """Connect to (or start) Ray; returns (started_here, address). Reuses an initialised Ray."""
+    if not address:
+        # Ray resolves 127.0.0.1 to the machine's routable address unless it believes clusters are off;
+        # a local job must stay on the loopback interface.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+    from ray._private import ray_constants
+
+    if not address:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    if ray.is_initialized():
+        return False, _address(address)
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    common: dict[str, Any] = {"logging_level": logging.DEBUG if debug else logging.WARNING,
+                              "log_to_driver": debug, "configure_logging": True}
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", **common)
+    return True, _address(address)
+
+
+def _address(asked: str | None) -> str:
+    import ray
+
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # Ray Client (ray://) has no GCS address on this side
+        return asked or "local"
+
+
+def pool_size(requested: int, local: bool) -> int:
+    """Locally the pool is capped at the CPU count (a laptop must not load ten model copies)."""
+    if not local:
+        return requested
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    cap = max(1, min(cpus, os.cpu_count() or 1))
+    if requested > cap:
+        log.warning("asked for %d actors (instance_count x max_concurrency_per_instance); local Ray has %d "
+                    "CPUs, so the pool is capped at %d", requested, cpus, cap)
+        return cap
+    return requested
+
+
+class Pool:
+    def __init__(self, cfg: WorkerConfig, size: int, spread: bool) -> None:
+        import ray
+
+        self.cfg = cfg
+        self.size = size
+        self.spread = spread
+        self._cls = ray.remote(ScoringWorker)
+        self.actors: list[Any] = []
+        self.replaced = 0
+        self.infos: list[dict] = []
+
+    def _new(self) -> Any:
+        opts: dict[str, Any] = {"num_cpus": ACTOR_CPUS, "max_restarts": 0, "max_task_retries": 0,
+                                "runtime_env": {"env_vars": dict(self.cfg.env)}}
+        if self.spread:
+            opts["scheduling_strategy"] = "SPREAD"
+        return self._cls.options(**opts).remote(self.cfg)
+
+    def start(self, timeout: float) -> list[Any]:
+        import ray
+
+        self.actors = [self._new() for _ in range(self.size)]
+        refs = {a.ready.remote(): a for a in self.actors}
+        deadline = time.monotonic() + timeout
+        pending = list(refs)
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill_all()
+                raise PoolError(f"{len(pending)} of {self.size} actors did not start within {timeout:.0f} s "
+                                "(does the cluster have room for them?)")
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=min(left, 1.0))
+            for ref in done:
+                try:
+                    info = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    self.kill_all()
+                    raise PoolError(f"an actor died while starting: {str(exc).splitlines()[0]}") from None
+                if info["error"]:
+                    self.kill_all()
+                    raise PoolError(f"the model or scoring script failed to load: {info['error']}")
+                self.infos.append(info)
+        return list(self.actors)
+
+    def replace(self, actor: Any) -> tuple[Any, Any]:
+        """Kill an actor and start another; returns (new actor, its ready() ref)."""
+        import ray
+
+        with contextlib.suppress(Exception):  # already gone
+            ray.kill(actor, no_restart=True)
+        if actor in self.actors:
+            self.actors.remove(actor)
+        new = self._new()
+        self.actors.append(new)
+        self.replaced += 1
+        return new, new.ready.remote()
+
+    def kill_all(self) -> None:
+        import ray
+
+        for a in self.actors:
+            with contextlib.suppress(Exception):
+                ray.kill(a, no_restart=True)
+        self.actors = []

@@ -1,0 +1,221 @@
+"""What one pool actor does: load the model (or `init()` the script) once, then read and score
+mini-batches. It reads the rows itself (the driver only says where), and answers with an Arrow
+table of output rows or with the error, never raising, so that a model error costs no Ray
+exception machinery."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from batch.plan import MiniBatch
+
+
+@dataclass
+class WorkerConfig:
+    mode: str  # tabular | files
+    fmt: str | None  # csv | parquet | jsonl
+    schema: pa.Schema | None  # unified input schema (tabular)
+    read_columns: list[str] | None  # None = all
+    model_columns: list[str] | None  # what the model gets, in order (None = everything read)
+    keep_columns: list[str] = field(default_factory=list)
+    resolved: Any = None  # scorer.models.ResolvedModel
+    code_dir: str | None = None
+    script: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    log_level: str = "info"
+
+
+class ScoringWorker:
+    def __init__(self, cfg: WorkerConfig) -> None:
+        os.environ.update(cfg.env)
+        from scorer.environment import configure
+
+        configure()
+        self.cfg = cfg
+        self.model: Any = None
+        self.script: Any = None
+        self._headers: dict[str, bytes] = {}
+        self._parquet: OrderedDict[str, Any] = OrderedDict()
+        self._groups: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
+        self._last: tuple[str, pa.Table] | None = None
+        self.init_error: str | None = None
+        try:
+            from scorer.scoring_script import add_code_path, load_scoring_script
+
+            if cfg.code_dir and cfg.script:
+                model_dir = cfg.resolved.local_path if cfg.resolved is not None else None
+                self.script = load_scoring_script(Path(cfg.code_dir), cfg.script, model_dir)
+            else:
+                if cfg.code_dir:
+                    add_code_path(Path(cfg.code_dir))
+                from scorer.models import load_model
+
+                self.model = load_model(cfg.resolved)
+        except Exception as exc:  # reported by ready(): the driver exits 2
+            self.init_error = f"{type(exc).__name__}: {exc}"
+
+    def ready(self) -> dict:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return {"pid": os.getpid(), "node": ctx.get_node_id(), "error": self.init_error,
+                "ip": ray.util.get_node_ip_address()}
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _header(self, path: str) -> bytes:
+        h = self._headers.get(path)
+        if h is None:
+            with open(path, "rb") as fh:
+                h = fh.readline()
+            if not h.endswith(b"\n"):
+                h += b"\n"
+            self._headers[path] = h
+        return h
+
+    def _read_csv(self, mb: MiniBatch) -> pa.Table:
+        import pyarrow.csv as pc
+
+        with open(mb.path, "rb") as fh:
+            fh.seek(mb.byte_start)
+            data = fh.read(mb.byte_stop - mb.byte_start)
+        schema = self.cfg.schema
+        assert schema is not None
+        types = {f.name: (pa.string() if pa.types.is_null(f.type) else f.type) for f in schema}
+        convert = pc.ConvertOptions(column_types=types, include_columns=self.cfg.read_columns or [])
+        return pc.read_csv(pa.BufferReader(self._header(mb.path) + data), convert_options=convert)
+
+    def _read_jsonl(self, mb: MiniBatch) -> pa.Table:
+        import pyarrow.json as pj
+
+        with open(mb.path, "rb") as fh:
+            fh.seek(mb.byte_start)
+            data = fh.read(mb.byte_stop - mb.byte_start)
+        schema = self.cfg.schema
+        assert schema is not None
+        fields = [pa.field(f.name, pa.string() if pa.types.is_null(f.type) else f.type) for f in schema]
+        opts = pj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
+        table = pj.read_json(pa.BufferReader(data), parse_options=opts)
+        return table.select(self.cfg.read_columns) if self.cfg.read_columns else table
+
+    def _read_parquet(self, mb: MiniBatch) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        pf = self._parquet.get(mb.path)
+        if pf is None:
+            pf = pq.ParquetFile(mb.path)
+            md = pf.metadata
+            offsets = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
+            self._parquet[mb.path] = pf = (pf, offsets)
+            while len(self._parquet) > 4:
+                self._parquet.popitem(last=False)
+        handle, offsets = pf
+        first = int(np.searchsorted(offsets, mb.start, side="right")) - 1
+        last = int(np.searchsorted(offsets, mb.stop, side="left")) - 1
+        parts = []
+        for rg in range(first, last + 1):
+            key = (mb.path, rg)
+            t = self._groups.get(key)
+            if t is None:
+                t = handle.read_row_group(rg, columns=self.cfg.read_columns)
+                self._groups[key] = t
+                while len(self._groups) > 2:
+                    self._groups.popitem(last=False)
+            parts.append(t)
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        return table.slice(mb.start - int(offsets[first]), mb.stop - mb.start)
+
+    def _read(self, mb: MiniBatch) -> pa.Table:
+        if self._last is not None and self._last[0] == mb.id:
+            return self._last[1]
+        if mb.fmt == "parquet":
+            table = self._read_parquet(mb)
+        elif mb.fmt == "csv":
+            table = self._read_csv(mb)
+        else:
+            table = self._read_jsonl(mb)
+        if table.num_rows != mb.stop - mb.start:
+            raise ValueError(f"read {table.num_rows} rows where the plan expected {mb.stop - mb.start} "
+                             "(blank lines or a malformed row?)")
+        self._last = (mb.id, table)
+        return table
+
+    # --- scoring -------------------------------------------------------------------------------
+
+    def score(self, mb: MiniBatch, lo: int, hi: int) -> dict:
+        """Score rows [lo, hi) of a tabular mini-batch, or files [lo, hi) of a files-mode one."""
+        t0 = time.perf_counter()
+        try:
+            if mb.fmt == "files":
+                paths = list(mb.files[lo:hi])
+                out = self.script.run(paths) if self.script is not None else self.model.predict(paths)
+                cols = _shape(out, len(paths))
+                table = pa.table({"file": pa.array(paths, pa.string()), **cols})
+            else:
+                data = self._read(mb).slice(lo - mb.start, hi - lo)
+                n = data.num_rows
+                frame_cols = self.cfg.model_columns or [c for c in data.column_names
+                                                        if c not in self.cfg.keep_columns]
+                df = data.select(frame_cols).to_pandas()
+                out = self.script.run(df) if self.script is not None else self.model.predict(df)
+                cols = _shape(out, n)
+                arrays: dict[str, Any] = {
+                    "file": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
+                                                           pa.array([mb.name])).cast(pa.string()),
+                    "row": pa.array(np.arange(lo, hi, dtype=np.int64)),
+                }
+                for c in self.cfg.keep_columns:
+                    arrays[c] = data.column(c)
+                for k, v in cols.items():
+                    arrays[k if k not in arrays else f"prediction_{k}"] = v
+                table = pa.table(arrays)
+            return {"ok": True, "table": table, "seconds": time.perf_counter() - t0, "pid": os.getpid()}
+        except Exception as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return {"ok": False, "error": f"{type(exc).__name__}: {msg}"[:2000], "kind": type(exc).__name__,
+                    "trace": traceback.format_exc()[-4000:], "seconds": time.perf_counter() - t0,
+                    "pid": os.getpid()}
+
+
+def _shape(out: Any, n: int) -> dict[str, Any]:
+    """Model or script output -> output columns: `prediction`, or the output's own column names."""
+    import pandas as pd
+
+    if isinstance(out, pd.DataFrame):
+        if len(out) != n:
+            raise ValueError(f"the model returned {len(out)} rows for {n} inputs")
+        if out.shape[1] == 1 and not isinstance(out.columns[0], str):
+            return {"prediction": pa.array(out.iloc[:, 0].to_numpy())}
+        return {str(c): pa.Array.from_pandas(out[c]) for c in out.columns}
+    if isinstance(out, pd.Series):
+        out = out.to_numpy()
+    if isinstance(out, dict):
+        return _shape(pd.DataFrame(out), n)
+    if isinstance(out, list | tuple):
+        if out and all(isinstance(x, dict) for x in out):
+            return _shape(pd.DataFrame(list(out)), n)
+        if len(out) != n:
+            raise ValueError(f"run() returned {len(out)} entries for {n} inputs; expected one per input")
+        try:
+            return {"prediction": pa.array(list(out))}
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return {"prediction": pa.array([str(x) for x in out])}
+    arr = np.asarray(out)
+    if arr.ndim == 0 or len(arr) != n:
+        raise ValueError(f"the model returned {arr.size} values for {n} inputs")
+    if arr.ndim == 1:
+        return {"prediction": pa.array(arr)}
+    if arr.ndim == 2:
+        if arr.shape[1] == 1:
+            return {"prediction": pa.array(arr[:, 0])}
+        return {f"prediction_{i}": pa.array(arr[:, i]) for i in range(arr.shape[1])}
+    return {"prediction": pa.array([str(x.tolist()) for x in arr])}
