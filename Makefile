@@ -46,7 +46,7 @@ bench-online: train
 	$(BIN)/python benchmarks/online.py
 
 bench-batch: train
-	$(BIN)/python benchmarks/batch.py
+	$(BIN)/python benchmarks/batch_bench.py
 
 schema: install
 	$(BIN)/python -m scorer.spec.schema
