@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from batch.storage import is_uri, list_uri, open_input, parquet_source
+
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -45,8 +47,18 @@ def discover(inputs: list[str]) -> list[InputFile]:
     seen: set[str] = set()
     out: list[InputFile] = []
     for raw in inputs:
-        if "://" in raw:
-            raise InputError(f"input {raw}: remote URIs are not supported by this build; copy the data locally")
+        if is_uri(raw):
+            try:
+                remote = list_uri(raw)
+            except OSError as exc:
+                raise InputError(f"input {raw}: cannot be listed ({exc})") from None
+            if not remote:
+                raise InputError(f"input {raw}: no such file or folder, or the pattern matches no file")
+            for r in remote:
+                if r.uri not in seen:
+                    seen.add(r.uri)
+                    out.append(InputFile(r.uri, r.name, r.size, r.mtime_ns))
+            continue
         p = Path(raw).expanduser()
         if glob.has_magic(raw):
             base = _glob_base(raw).resolve()
@@ -105,15 +117,20 @@ def read_schema(f: InputFile, fmt: str) -> pa.Schema:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            return pq.read_schema(f.path)
+            return pq.read_schema(parquet_source(f.path))
         if fmt == "jsonl":
             import pyarrow.json as pj
 
-            with open(f.path, "rb") as fh:
+            with open_input(f.path) as fh:
                 head = fh.read(1 << 20)
             cut = head.rfind(b"\n")
             sample = head if cut < 0 or len(head) < (1 << 20) else head[: cut + 1]
             return pj.read_json(pa.BufferReader(sample)).schema
+        if is_uri(f.path):
+            from pyarrow import fs as pafs
+
+            filesystem, inner = pafs.FileSystem.from_uri(f.path)
+            return ds.dataset(inner, filesystem=filesystem, format="csv").schema
         return ds.dataset(f.path, format="csv").schema
     except InputError:
         raise

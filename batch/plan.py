@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from batch.inputs import InputFile
+from batch.storage import open_input, parquet_source
 
 CHUNK = 8 << 20
 
@@ -47,7 +48,7 @@ def _row_ends(path: str, skip_header: bool, quote_aware: bool) -> Iterator[tuple
     parity = 0
     pos = 0
     last_end = 0
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         while True:
             chunk = fh.read(CHUNK)
             if not chunk:
@@ -116,7 +117,7 @@ def _plan_text(f: InputFile, fmt: str, rows: int | None, nbytes: int | None, seq
 def _plan_parquet(f: InputFile, rows: int | None, nbytes: int | None, seq: int) -> Iterator[MiniBatch]:
     import pyarrow.parquet as pq
 
-    md = pq.ParquetFile(f.path).metadata
+    md = pq.ParquetFile(parquet_source(f.path)).metadata
     total = md.num_rows
     if total == 0:
         return

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from batch.plan import MiniBatch
+from batch.storage import first_line, open_input, parquet_source
 
 
 @dataclass
@@ -75,8 +76,7 @@ class ScoringWorker:
     def _header(self, path: str) -> bytes:
         h = self._headers.get(path)
         if h is None:
-            with open(path, "rb") as fh:
-                h = fh.readline()
+            h = first_line(path)
             if not h.endswith(b"\n"):
                 h += b"\n"
             self._headers[path] = h
@@ -85,7 +85,7 @@ class ScoringWorker:
     def _read_csv(self, mb: MiniBatch) -> pa.Table:
         import pyarrow.csv as pc
 
-        with open(mb.path, "rb") as fh:
+        with open_input(mb.path) as fh:
             fh.seek(mb.byte_start)
             data = fh.read(mb.byte_stop - mb.byte_start)
         schema = self.cfg.schema
@@ -97,7 +97,7 @@ class ScoringWorker:
     def _read_jsonl(self, mb: MiniBatch) -> pa.Table:
         import pyarrow.json as pj
 
-        with open(mb.path, "rb") as fh:
+        with open_input(mb.path) as fh:
             fh.seek(mb.byte_start)
             data = fh.read(mb.byte_stop - mb.byte_start)
         schema = self.cfg.schema
@@ -112,7 +112,7 @@ class ScoringWorker:
 
         pf = self._parquet.get(mb.path)
         if pf is None:
-            pf = pq.ParquetFile(mb.path)
+            pf = pq.ParquetFile(parquet_source(mb.path))
             md = pf.metadata
             offsets = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
             self._parquet[mb.path] = pf = (pf, offsets)

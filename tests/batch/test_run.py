@@ -296,3 +296,34 @@ def test_csv_whole_numbers_then_fractions_parse_as_the_model_wants(ray_session, 
     assert run_cli("batch", str(dep), "--input", str(src), "--output", str(out)) == 0
     got = pd.read_csv(out / "predictions.csv")
     assert len(got) == 300_002 and got["prediction"].tolist()[-2:] == [1.0, 3.0]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_uri_inputs_go_through_pyarrow_filesystems(ray_session, models, features, tmp_path, fmt) -> None:
+    """file:// URIs take the same path as s3:// or gs:// ones (pyarrow.fs), folder and glob alike."""
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    parts = {data / f"a.{fmt}": features.iloc[:200], data / "sub" / f"b.{fmt}": features.iloc[200:]}
+    for p, part in parts.items():
+        if fmt == "csv":
+            part.to_csv(p, index=False)
+        elif fmt == "parquet":
+            part.reset_index(drop=True).to_parquet(p)
+        else:
+            part.to_json(p, orient="records", lines=True)
+    dep = write_yaml(tmp_path / "dep.yaml", model="models:/demo-classifier@blue", mini_batch_size=128)
+    expected = np.asarray(mlflow.pyfunc.load_model("models:/demo-classifier/1").predict(features))
+    for raw in (data.as_uri(), f"{data.as_uri()}/**/*.{fmt}"):
+        out = tmp_path / f"out-{len(raw)}"
+        assert run_cli("batch", str(dep), "--input", raw, "--output", str(out)) == 0
+        got = pd.read_csv(out / "predictions.csv")
+        assert got["file"].tolist() == [f"a.{fmt}"] * 200 + [f"sub/b.{fmt}"] * (len(features) - 200)
+        np.testing.assert_array_equal(got["prediction"].to_numpy(), expected)
+        assert summary(out)["inputs"][0].startswith("file://")
+
+
+def test_unknown_uri_scheme_is_refused_before_work(ray_session, models, tmp_path, capsys) -> None:
+    dep = write_yaml(tmp_path / "dep.yaml", model="models:/demo-classifier@blue")
+    assert run_cli("batch", str(dep), "--input", "nosuchfs://bucket/data", "--output", str(tmp_path / "o")) == 2
+    assert "nosuchfs://bucket/data: cannot be listed" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
