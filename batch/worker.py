@@ -85,9 +85,7 @@ class ScoringWorker:
     def _read_csv(self, mb: MiniBatch) -> pa.Table:
         import pyarrow.csv as pc
 
-        with open_input(mb.path) as fh:
-            fh.seek(mb.byte_start)
-            data = fh.read(mb.byte_stop - mb.byte_start)
+        data = _byte_range(mb)
         schema = self.cfg.schema
         assert schema is not None
         types = {f.name: (pa.string() if pa.types.is_null(f.type) else f.type) for f in schema}
@@ -97,9 +95,7 @@ class ScoringWorker:
     def _read_jsonl(self, mb: MiniBatch) -> pa.Table:
         import pyarrow.json as pj
 
-        with open_input(mb.path) as fh:
-            fh.seek(mb.byte_start)
-            data = fh.read(mb.byte_stop - mb.byte_start)
+        data = _byte_range(mb)
         schema = self.cfg.schema
         assert schema is not None
         fields = [pa.field(f.name, pa.string() if pa.types.is_null(f.type) else f.type) for f in schema]
@@ -219,3 +215,10 @@ def _shape(out: Any, n: int) -> dict[str, Any]:
             return {"prediction": pa.array(arr[:, 0])}
         return {f"prediction_{i}": pa.array(arr[:, i]) for i in range(arr.shape[1])}
     return {"prediction": pa.array([str(x.tolist()) for x in arr])}
+
+
+def _byte_range(mb: MiniBatch) -> bytes:
+    """The raw bytes of a CSV or JSON Lines mini-batch, as the planner bounded them."""
+    with open_input(mb.path) as fh:
+        fh.seek(mb.byte_start)
+        return bytes(fh.read(mb.byte_stop - mb.byte_start))
