@@ -68,7 +68,7 @@ class ScaleSettings(Strict):
     target_utilization_percentage: Annotated[int, Field(gt=0, le=100)] = 70
     polling_interval: PositiveFloat = 10
     scale_down_delay: Annotated[float, Field(ge=0)] = 300
-    hook: str = "local"
+    hook: Annotated[str, Field(json_schema_extra={"pattern": HOOK_PATTERN.pattern})] = "local"
 
     @field_validator("hook")
     @classmethod

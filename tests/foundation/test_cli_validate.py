@@ -84,6 +84,15 @@ def test_json_schema_accepts_the_seed_and_demo_files():
         raise AssertionError("schema accepted an unknown field")
     scale = endpoint["$defs"]["ScaleSettings"]["properties"]
     assert "scale_down_delay" in scale and "hook" in scale
+    hooked = {"name": "x", "deployments": {"b": {"model": "m", "scale_settings": {"hook": "ftp://nope"}}}}
+    try:
+        jsonschema.validate(hooked, endpoint)
+    except jsonschema.ValidationError as exc:
+        assert "ftp://nope" in str(exc.message)
+    else:
+        raise AssertionError("schema accepted a malformed hook")
+    hooked["deployments"]["b"]["scale_settings"]["hook"] = "webhook:http://127.0.0.1:9/scale"
+    jsonschema.validate(hooked, endpoint)
 
 
 def test_dockerfile_copies_files_that_exist():
