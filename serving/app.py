@@ -13,19 +13,25 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from serving import admin, metrics
 from serving.admission import Admission
 from serving.auth import Auth
+from serving.autoscale.manual import scale_handler
 from serving.errors import ScoringError, error_body, error_response
+from serving.mirror import MirrorShare, send_copy
 from serving.openapi import OPENAPI
 from serving.protocol.mlflow import check_media_type
 from serving.replica.pool import Deployment
 from serving.traffic import SmoothWeighted
+from serving.v2_routes import v2_routes
 
 log = logging.getLogger("scorer.router")
+access = logging.getLogger("scorer.access")
 
 PIN_HEADER = "azureml-model-deployment"
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -51,14 +57,32 @@ class Router:
         self.settings = settings
         self.traffic = SmoothWeighted(endpoint.traffic)
         self.mirror_traffic = dict(endpoint.mirror_traffic)
+        self.mirror_share = MirrorShare()
+        self.draining = False  # set on SIGTERM: readiness fails, in-flight requests finish
         self.admissions: dict[str, Admission] = {}
         self.timeouts: dict[str, float] = {}
+        self.autoscalers: dict[str, Any] = {}  # serving.autoscale.Autoscaler by deployment; set by serve()
+        # by Deployment object, not name: a request that picked a deployment replaced by a reload
+        # finishes with that deployment's admission, which the drain of the old one waits on
+        self.slots: dict[Deployment, tuple[Admission, float]] = {}
+        self.reloader: Any = None  # async () -> None, set by serve(); raises ScoringError on failure
         for name, dep in deployments.items():
-            rs = endpoint.deployments[name].request_settings
-            self.admissions[name] = Admission(name, rs.max_concurrent_requests_per_instance, dep.ready_count,
-                                              rs.max_queue_wait_ms)
-            self.timeouts[name] = rs.request_timeout_ms / 1000.0
-            dep.on_change = self.admissions[name].wake
+            self.attach(name, dep, endpoint.deployments[name].request_settings)
+
+    def attach(self, name: str, dep: Deployment, rs: Any) -> None:
+        """Admission, timeout and gauges for a deployment (at start, and for one added by a reload)."""
+        adm = Admission(name, rs.max_concurrent_requests_per_instance, dep.ready_count, rs.max_queue_wait_ms)
+        self.admissions[name] = adm
+        self.timeouts[name] = rs.request_timeout_ms / 1000.0
+        self.slots[dep] = (adm, self.timeouts[name])
+        dep.on_change = adm.wake
+        self._watch(name)
+
+    def _watch(self, name: str) -> None:
+        """Point the in_flight / queue_depth gauges at this deployment's admission (read at scrape)."""
+        adm = self.admissions[name]
+        metrics.in_flight.labels(name).set_function(lambda: adm.in_flight)
+        metrics.queue_depth.labels(name).set_function(lambda: adm.queued)
 
     # -- scoring ----------------------------------------------------------------------------
     def choose(self, pinned: str | None) -> str:
@@ -96,7 +120,8 @@ class Router:
             self.auth.check(headers.get("authorization"))
             content_type = headers.get("content-type") or ""
             check_media_type(content_type)
-            name = self.choose(headers.get(PIN_HEADER))
+            pinned = headers.get(PIN_HEADER)
+            name = self.choose(pinned)
             dep = self.deployments[name]
             out[PIN_HEADER] = name
             out["x-model-version"] = dep.version
@@ -106,6 +131,7 @@ class Router:
             if err.status >= 408 and err.status not in (413, 415):
                 log.warning("request %s%s deployment %s: %d %s", rid, _trace(headers), out.get(PIN_HEADER, "-"),
                             err.status, err.message.splitlines()[0][:300])
+            self.record(rid, out, err.status, started, headers)
             return error_response(err, out)
         status = reply.get("status", 200)
         if status >= 424:
@@ -116,18 +142,47 @@ class Router:
         if self.settings.timing_header:
             total = (time.monotonic() - started) * 1000
             out["x-scorer-timing"] = f"model={reply.get('t', 0) * 1000:.3f}ms total={total:.3f}ms"
-        return Response(payload, status_code=status, headers=out,
-                        media_type=reply.get("ct") or "application/json")
+        self.record(rid, out, status, started, headers, reply)
+        return Response(payload, status_code=status, headers=out, media_type=reply.get("ct") or "application/json",
+                        background=None if pinned is not None else self.mirror(body, content_type, status, payload))
+
+    def mirror(self, body: bytes, content_type: str, status: int, payload: bytes) -> BackgroundTask | None:
+        """The copy of this live request for the mirror deployment, run after the answer is sent."""
+        for name, pct in self.mirror_traffic.items():
+            if pct > 0 and self.mirror_share.take(pct):
+                return BackgroundTask(send_copy, self, name, body, content_type, status, payload)
+        return None
+
+    def record(self, rid: str, out: dict[str, str], status: int, started: float, headers: Any,
+               reply: dict[str, Any] | None = None) -> None:
+        """Metrics and the access-log line of one answered request."""
+        seconds = time.monotonic() - started
+        dep = out.get(PIN_HEADER, "")
+        if dep:
+            metrics.requests_total.labels(dep, str(status)).inc()
+            metrics.request_duration_seconds.labels(dep, "total").observe(seconds)
+            if reply is not None and "t" in reply:
+                metrics.request_duration_seconds.labels(dep, "model").observe(reply["t"])
+            if reply is not None and "b" in reply:
+                metrics.batch_size.labels(dep).observe(reply["b"])
+        if access.isEnabledFor(logging.INFO):
+            fields = {"request_id": rid, "deployment": dep or "-", "model_version": out.get("x-model-version", "-"),
+                      "status": status, "ms": round(seconds * 1000, 3)}
+            tp = headers.get("traceparent")
+            if tp:
+                fields["traceparent"] = tp[:128]
+            access.info("%s", " ".join(f"{k}={v}" for k, v in fields.items()), extra={"fields": fields})
 
     async def _forward(self, dep: Deployment, name: str, body: bytes, content_type: str,
                        started: float) -> tuple[dict[str, Any], bytes]:
-        timeout = self.timeouts[name]
-        admission = self.admissions[name]
+        admission, timeout = self.slots[dep]
         admitted = False
         try:
             async with asyncio.timeout_at(asyncio.get_running_loop().time() + timeout - (time.monotonic() - started)):
+                queued = time.monotonic()
                 await admission.acquire()
                 admitted = True
+                metrics.request_duration_seconds.labels(name, "queue").observe(time.monotonic() - queued)
                 return await dep.call({"op": "score", "ct": content_type}, body)
         except TimeoutError:
             raise ScoringError(408, f"deployment {name}: no answer within request_timeout_ms="
@@ -140,12 +195,37 @@ class Router:
     def ready(self) -> tuple[bool, dict[str, int]]:
         counts = {name: dep.ready_count() for name, dep in self.deployments.items()}
         live = [n for n, pct in self.traffic.shares.items() if pct > 0]
-        return all(counts.get(n, 0) > 0 for n in live), counts
+        return not self.draining and all(counts.get(n, 0) > 0 for n in live), counts
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "auth_mode": self.endpoint.auth_mode, "traffic": dict(self.traffic.shares),
                 "mirror_traffic": dict(self.mirror_traffic),
                 "deployments": {n: d.describe() for n, d in self.deployments.items()}}
+
+    # -- admin ------------------------------------------------------------------------------
+    def set_traffic(self, body: bytes) -> None:
+        """Validate like the YAML, then swap in one step (no await between check and set)."""
+        names = list(self.deployments)
+        traffic = admin.full_traffic(admin.parse_shares(body, "traffic", names), names)
+        admin.check(traffic, self.mirror_traffic, names)
+        self.traffic.set(traffic)
+        log.info("traffic set to %s", traffic)
+
+    def set_mirror(self, body: bytes) -> None:
+        names = list(self.deployments)
+        mirror = admin.parse_shares(body, "mirror_traffic", names)
+        admin.check(dict(self.traffic.shares), mirror, names)
+        self.mirror_traffic = {n: p for n, p in mirror.items() if p > 0}
+        log.info("mirror traffic set to %s", self.mirror_traffic or "none")
+
+    def refresh_gauges(self) -> None:
+        """Replica counts by state, computed when /metrics is scraped."""
+        for name, dep in self.deployments.items():
+            counts = dict.fromkeys(("starting", "ready", "draining", "stopped", "failed"), 0)
+            for r in dep.replicas:
+                counts[r.state] = counts.get(r.state, 0) + 1
+            for state, n in counts.items():
+                metrics.replicas.labels(name, state).set(n)
 
     async def stop(self) -> None:
         await asyncio.gather(*(d.stop() for d in self.deployments.values()), return_exceptions=True)
@@ -185,6 +265,21 @@ def build_app(router: Router) -> Starlette:
             return error_response(err)
         return Response(orjson.dumps(router.describe()), media_type="application/json")
 
+    def admin_put(apply: Any) -> Any:
+        async def handler(request: Request) -> Response:
+            try:
+                router.auth.check_admin(request.headers.get("authorization"))
+                apply(await router.read_body(request))
+            except ScoringError as err:
+                return error_response(err)
+            return Response(orjson.dumps(router.describe()), media_type="application/json")
+        return handler
+
+    async def metrics_route(request: Request) -> Response:
+        router.refresh_gauges()
+        text, content_type = metrics.render()
+        return Response(text, media_type=content_type)
+
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         code = "RESOURCE_DOES_NOT_EXIST" if status == 404 else "BAD_REQUEST"
@@ -204,8 +299,13 @@ def build_app(router: Router) -> Starlette:
         Route("/ready", ready, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
         Route("/admin/endpoint", admin_endpoint, methods=["GET"]),
+        Route("/admin/traffic", admin_put(router.set_traffic), methods=["PUT"]),
+        Route("/admin/mirror", admin_put(router.set_mirror), methods=["PUT"]),
+        Route("/admin/deployments/{name}/scale", scale_handler(router), methods=["POST"]),
     ]
+    routes += v2_routes(router)
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error})
     app.state.router = router
     return app

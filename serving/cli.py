@@ -73,3 +73,49 @@ def run_token(args: argparse.Namespace) -> int:
         return 2
     print(make_token(secrets[0], args.ttl))
     return 0
+
+
+def admin_call(method: str, url: str, body: object, what: str) -> int:
+    """Call an admin route with the first SCORER_ADMIN_KEY; print the answer; 0 / 1 / 2 like the CLI."""
+    import httpx
+
+    key = os.environ.get("SCORER_ADMIN_KEY", "").split(",")[0].strip()
+    if not key:
+        print(f"scorer {what}: SCORER_ADMIN_KEY is not set (the server's admin key)", file=sys.stderr)
+        return 2
+    try:
+        resp = httpx.request(method, url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    except httpx.HTTPError as exc:
+        print(f"scorer {what}: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    if resp.status_code != 200:
+        try:
+            message = resp.json().get("message", resp.text)
+        except ValueError:
+            message = resp.text
+        print(f"scorer {what}: {resp.status_code} {message}", file=sys.stderr)
+        return 1
+    print(resp.text)
+    return 0
+
+
+def run_traffic(args: argparse.Namespace) -> int:
+    shares: dict[str, int] = {}
+    for item in args.shares:
+        name, sep, pct = item.partition("=")
+        if not sep or not name or not pct.strip().lstrip("-").isdigit():
+            print(f"scorer traffic: {item!r}: expected DEPLOYMENT=PERCENT, e.g. blue=90", file=sys.stderr)
+            return 2
+        shares[name] = int(pct)
+    return admin_call("PUT", args.url.rstrip("/") + "/admin/traffic", shares, "traffic")
+
+
+def run_scale(args: argparse.Namespace) -> int:
+    """`scorer scale URL DEPLOYMENT N`: the replica count (or the floor when autoscaled)."""
+    from urllib.parse import quote
+
+    if args.instances < 1:
+        print(f"scorer scale: instances: got {args.instances}; expected a positive integer", file=sys.stderr)
+        return 2
+    url = f"{args.url.rstrip('/')}/admin/deployments/{quote(args.deployment, safe='')}/scale"
+    return admin_call("POST", url, {"instances": args.instances}, "scale")

@@ -15,6 +15,9 @@ class JsonFormatter(logging.Formatter):
         doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
                "level": record.levelname.lower(), "logger": record.name, "pid": record.process,
                "message": record.getMessage()}
+        fields = getattr(record, "fields", None)  # structured access-log fields, flat in the object
+        if isinstance(fields, dict):
+            doc.update(fields)
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(doc).decode()

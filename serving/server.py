@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from typing import Any
 
 from serving.app import Router, Settings, build_app
 from serving.auth import Auth
+from serving.autoscale.autoscaler import build_autoscalers
 from serving.replica.config import ReplicaConfig
 from serving.replica.pool import FAILED, Deployment, Timing
 
@@ -35,6 +37,22 @@ def _nodelay_protocol() -> type:
     return NoDelayHttpTools
 
 
+def _draining_server(base: type, router: Router) -> type:
+    """uvicorn's Server, but SIGTERM / SIGINT first makes /ready fail (router.draining); uvicorn
+    then stops listening and waits for in-flight requests, which their request timeout bounds."""
+
+    class DrainingServer(base):  # type: ignore[misc, valid-type]
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not router.draining:
+                router.draining = True
+                log.info("signal %d: draining (readiness fails; in-flight requests finish)", sig)
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:  # a drained SIGTERM is a clean stop: exit 0, not re-raised
+                self._captured_signals[:] = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+    return DrainingServer
+
+
 def build_deployments(spec: Any, socket_dir: str, timing: Timing) -> tuple[dict[str, Deployment], dict[str, str]]:
     """Deployments ready to start, and the models that could not be resolved (name -> one line)."""
     from scorer.models import ModelNotFound, resolve
@@ -54,7 +72,8 @@ def build_deployments(spec: Any, socket_dir: str, timing: Timing) -> tuple[dict[
             deployment=name, model_path=model_path, model_version=version or (cc.scoring_script if cc else "") or "",
             code_dir=str(cc.code) if cc else None, scoring_script=cc.scoring_script if cc else None,
             max_concurrent=d.request_settings.max_concurrent_requests_per_instance,
-            environment=dict(d.environment_variables))
+            environment=dict(d.environment_variables),
+            max_batch_size=d.batching.max_batch_size, max_batch_wait_ms=d.batching.max_batch_wait_ms)
         deployments[name] = Deployment(name, cfg, d.instance_count, socket_dir, d.liveness_probe,
                                        d.readiness_probe, timing)
     return deployments, unresolved
@@ -109,10 +128,13 @@ async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | Non
         if fatal:
             print(f"scorer serve: {fatal[0]}", file=sys.stderr, flush=True)
             return 1
+        router.autoscalers = build_autoscalers(spec, deployments, router.admissions)
+        for scaler in router.autoscalers.values():
+            scaler.start()
         app = build_app(router)
         config = uvicorn.Config(app, host=host, port=port, loop="none", http=_nodelay_protocol(),
                                 lifespan="off", access_log=False, log_config=None, server_header=False)
-        server = uvicorn.Server(config)
+        server = _draining_server(uvicorn.Server, router)(config)
 
         async def announce() -> None:
             while not server.started:
@@ -136,5 +158,6 @@ async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | Non
             announcer.cancel()
         return 0 if server.started else 1
     finally:
+        await asyncio.gather(*(s.stop() for s in router.autoscalers.values()), return_exceptions=True)
         await router.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)

@@ -14,3 +14,5 @@ class ReplicaConfig:
     scoring_script: str | None = None
     max_concurrent: int = 1
     environment: dict[str, str] = field(default_factory=dict)
+    max_batch_size: int = 1  # adaptive batching: 1 = off
+    max_batch_wait_ms: float = 2.0

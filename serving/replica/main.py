@@ -22,6 +22,7 @@ from typing import Any
 from serving.errors import ScoringError, clip, error_body
 from serving.protocol import frames
 from serving.protocol.mlflow import Reply
+from serving.replica.batcher import Batcher
 from serving.replica.config import ReplicaConfig
 
 log = logging.getLogger("scorer.replica")
@@ -66,6 +67,9 @@ class ReplicaServer:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="score")
         self.busy = 0
         self.futures: dict[int, concurrent.futures.Future[Reply]] = {}
+        self.batcher: Batcher | None = None
+        if cfg.max_batch_size > 1 and hasattr(scorer, "schema"):  # tabular MLflow models only
+            self.batcher = Batcher(scorer, self.pool, cfg.max_batch_size, cfg.max_batch_wait_ms, cfg.deployment)
 
     def _score(self, body: bytes, content_type: str) -> Reply:
         try:
@@ -81,17 +85,27 @@ class ReplicaServer:
         loop = asyncio.get_running_loop()
         self.busy += 1
         t0 = time.perf_counter()
-        cf = self.pool.submit(self._score, body, header.get("ct") or "")
-        self.futures[rid] = cf
+        size = 0
         try:
-            reply = await asyncio.wrap_future(cf, loop=loop)
+            batched = self.batcher.admit(rid, body, header.get("ct") or "") if self.batcher else None
+            if batched is not None:
+                reply, size = await batched
+            else:
+                cf = self.pool.submit(self._score, body, header.get("ct") or "")
+                self.futures[rid] = cf
+                reply = await asyncio.wrap_future(cf, loop=loop)
+        except ScoringError as err:  # rejected before joining a batch
+            reply = Reply(err.status, error_body(err.code, err.message), headers=err.headers)
         except asyncio.CancelledError:  # the router gave up before it started: it never runs
             reply = Reply(499, error_body("CANCELLED", "cancelled before it started"))
         finally:
             self.busy -= 1
             self.futures.pop(rid, None)
-        # "t": seconds spent decoding, predicting and encoding (the model stage, for metrics)
+        # "t": seconds spent decoding, predicting and encoding (the model stage, for metrics);
+        # "b": requests merged into the predict call that answered this one (batching on)
         out = {"id": rid, "status": reply.status, "ct": reply.media_type, "t": round(time.perf_counter() - t0, 6)}
+        if size:
+            out["b"] = size
         if reply.headers:
             out["h"] = reply.headers
         if not writer.is_closing():
@@ -112,6 +126,8 @@ class ReplicaServer:
                     target = self.futures.get(header.get("target", -1))
                     if target is not None:
                         target.cancel()  # succeeds only while it waits for a thread, never once running
+                    elif self.batcher is not None:
+                        self.batcher.cancel(header.get("target", -1))
                 elif op in ("ping", "ready"):
                     writer.write(frames.encode({"id": rid, "status": 200, "busy": self.busy, "pid": os.getpid()}))
                 else:

@@ -13,10 +13,12 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving import metrics
 from serving.errors import ScoringError
 from serving.replica.client import ReplicaConnection, ReplicaGone
 from serving.replica.config import ReplicaConfig
@@ -65,6 +67,7 @@ class Replica:
     restarts: int = 0
     last_error: str | None = None
     kill_reason: str | None = None  # why the router killed it: timeout | liveness
+    retired: bool = False  # scaled away: drains, exits and is never restarted
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -97,8 +100,11 @@ class Deployment:
         self.timing = timing or Timing()
         self.on_change = on_change or (lambda: None)
         self.replicas = [Replica(name, i) for i in range(instances)]
+        self._next_index = instances
         self.stopping = False
         self.restart_reasons: dict[str, int] = {}
+        # filled by the autoscaler / scale API: [{"time", "from", "to", "reason", "hook", "outcome"}]
+        self.scale_events: deque[dict[str, Any]] = deque(maxlen=50)
 
     # -- choosing ---------------------------------------------------------------------------
     def ready_count(self) -> int:
@@ -204,6 +210,8 @@ class Deployment:
                  self.name, r.index, proc.pid, r.start_seconds, msg[1].get("load_s", 0), msg[1].get("warm_s", 0))
         self._start_probes(r, conn)
         self.on_change()
+        if r.retired:  # scaled away while it started
+            self._retire(r)
 
     def _wait_status(self, proc: Any, parent: Any) -> tuple[str, Any]:
         deadline = time.monotonic() + self.timing.start_timeout
@@ -227,8 +235,9 @@ class Deployment:
         for t in list(r.tasks):
             t.cancel()
         r.conn = None
-        if self.stopping:
+        if self.stopping or r.retired:
             r.state = STOPPED
+            self.on_change()
             return
         reason, r.kill_reason = r.kill_reason or "died", None
         text = REASONS.get(reason, reason)
@@ -248,7 +257,11 @@ class Deployment:
     def _schedule_restart(self, r: Replica, reason: str) -> None:
         if self.stopping:
             return
+        if r.retired:
+            self._retire(r)
+            return
         self.restart_reasons[reason] = self.restart_reasons.get(reason, 0) + 1
+        metrics.replica_restarts_total.labels(self.name, reason).inc()
         if r.ready_at and time.monotonic() - r.ready_at > self.timing.stable_after:
             r.failures = 0
         delay = min(self.timing.backoff_base * (2 ** r.failures), self.timing.backoff_max)
@@ -266,7 +279,7 @@ class Deployment:
 
     async def _restart(self, r: Replica, delay: float) -> None:
         await asyncio.sleep(delay)
-        if self.stopping:
+        if self.stopping or r.retired:
             return
         old = r.process
         if old is not None:
@@ -280,6 +293,89 @@ class Deployment:
         except StartFailed as exc:
             log.error("%s; retrying", exc)
             self._schedule_restart(r, "start")
+
+    # -- scaling ----------------------------------------------------------------------------
+    def active_count(self) -> int:
+        """Replicas that are not being scaled away (starting, ready, or failed and restarting)."""
+        return sum(1 for r in self.replicas if not r.retired)
+
+    async def scale_to(self, n: int, reason: str = "") -> None:
+        """Start replicas (they take requests once ready) or retire some: a retired replica is
+        `draining` (no new requests), finishes its in-flight requests, then exits. Returns at once;
+        scaling down never fails a request."""
+        if self.stopping:
+            return
+        n = max(1, n)
+        self.desired = n
+        active = [r for r in self.replicas if not r.retired]
+        if n > len(active):
+            for _ in range(n - len(active)):
+                r = Replica(self.name, self._next_index)
+                self._next_index += 1
+                self.replicas.append(r)
+                self._spawn(self._start_new(r))
+            log.info("deployment %s: scaling up from %d to %d replicas (%s)", self.name, len(active), n,
+                     reason or "requested")
+        elif n < len(active):
+            rank = {FAILED: 0, STOPPED: 0, STARTING: 1}  # not serving first, then the newest ready ones
+            victims = sorted(active, key=lambda r: (rank.get(r.state, 2), -r.index))[:len(active) - n]
+            log.info("deployment %s: scaling down from %d to %d replicas (%s); draining %s", self.name,
+                     len(active), n, reason or "requested", ", ".join(str(r.pid) for r in victims))
+            for r in victims:
+                r.retired = True
+                self._retire(r)
+            self.on_change()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _start_new(self, r: Replica) -> None:
+        try:
+            await self._start_one(r)
+        except StartFailed as exc:
+            log.error("%s; retrying", exc)
+            self._schedule_restart(r, "start")
+
+    def _retire(self, r: Replica) -> None:
+        """Drain a retired replica now, or leave it to the start in progress (it drains once ready)."""
+        if r.state in (STARTING, DRAINING):
+            return  # a start in progress sees `retired` when it ends; a drain is under way
+        if r.conn is not None and not r.conn.closed:
+            r.state = DRAINING
+            self._spawn(self._drain(r))
+        else:
+            self._spawn(self._exit(r))
+
+    async def _drain(self, r: Replica) -> None:
+        for t in list(r.tasks):  # no probes while draining
+            t.cancel()
+        conn = r.conn
+        while conn is not None and not conn.closed and conn.outstanding > 0:
+            await asyncio.sleep(0.02)  # requests have deadlines; a stuck one gets the replica killed
+        await self._exit(r)
+
+    async def _exit(self, r: Replica) -> None:
+        r.state = STOPPED
+        if r.conn is not None:
+            r.conn.close()
+        if r.status is not None:
+            with contextlib.suppress(Exception):
+                r.status.close()  # the replica exits when its status pipe closes
+        proc = r.process
+        if proc is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, proc.join, 5)
+            if proc.is_alive():
+                proc.kill()
+                await loop.run_in_executor(None, proc.join, 2)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._socket_path(r))
+        if r in self.replicas and not self.stopping:
+            self.replicas.remove(r)
+        log.info("deployment %s: replica %d (pid %s) drained and stopped", self.name, r.index, r.pid)
+        self.on_change()
 
     # -- probes -----------------------------------------------------------------------------
     def _start_probes(self, r: Replica, conn: ReplicaConnection) -> None:
@@ -343,4 +439,5 @@ class Deployment:
     def describe(self) -> dict[str, Any]:
         return {"model": self.cfg.model_path, "model_version": self.version,
                 "replicas": [r.describe() for r in self.replicas], "desired_replicas": self.desired,
+                "scale_events": list(self.scale_events),
                 "restarts": dict(self.restart_reasons)}

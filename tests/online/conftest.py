@@ -245,3 +245,46 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1):  # type: ig
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met in {timeout}s")
+
+
+def admin_put(server: Server, path: str, body: object) -> httpx.Response:
+    return httpx.put(f"{server.url}{path}", json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+
+
+def ops_yaml(path: Path, registry: str, picky: Path, blue: str = "@blue", extra: str = "") -> Path:
+    """blue (batching on) / green at 100/0 with green mirrored at 50%, and `picky` (batching on)."""
+    return _yaml(path, f"""
+name: ops
+auth_mode: key
+traffic: {{blue: 100, green: 0}}
+mirror_traffic: {{green: 50}}
+deployments:
+  blue:
+    model: models:/{registry}{blue}
+    request_settings: {{max_concurrent_requests_per_instance: 32, max_queue_wait_ms: 3000}}
+    batching: {{max_batch_size: 8, max_batch_wait_ms: 5}}
+  green:
+    model: models:/{registry}@green
+    request_settings: {{max_concurrent_requests_per_instance: 32, max_queue_wait_ms: 3000}}
+  picky:
+    model: {picky}
+    request_settings: {{max_concurrent_requests_per_instance: 16, max_queue_wait_ms: 2000}}
+    batching: {{max_batch_size: 16, max_batch_wait_ms: 50}}
+{extra}""")
+
+
+@pytest.fixture(scope="session")
+def picky_model(work_dir: Path) -> Path:
+    import pandas as pd
+
+    return _save_code_model("picky", work_dir / "models", pd.DataFrame({"x": [1.0]}))
+
+
+@pytest.fixture(scope="session")
+def ops_server(work_dir: Path, demo_registry: str, picky_model: Path) -> Iterator[Server]:
+    """A server the admin, mirror and batching tests may change (they put back what they change)."""
+    srv = start_server(ops_yaml(work_dir / "ops.yaml", demo_registry, picky_model), work_dir, {
+        "SCORER_API_KEY": API_KEYS[0], "SCORER_ADMIN_KEY": ADMIN_KEY})
+    srv.headers = {"Authorization": f"Bearer {API_KEYS[0]}"}
+    yield srv
+    stop_server(srv)

@@ -1,0 +1,1 @@
+"""Target-utilization autoscaler: a pure policy, a load sampler, pluggable scale hooks, and the loop."""

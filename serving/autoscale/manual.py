@@ -1,0 +1,68 @@
+"""`POST /admin/deployments/{name}/scale {"instances": N}` (admin key): the replica count of a
+`default` deployment, or the floor of an autoscaled one, within [min_instances, max_instances]."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving.errors import ScoringError, error_response
+
+
+def parse_instances(body: bytes) -> int:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ScoringError(400, f"instances: body is not JSON ({exc}); expected {{\"instances\": N}}") from None
+    if not isinstance(data, dict) or "instances" not in data:
+        raise ScoringError(400, "instances: missing; expected {\"instances\": N}")
+    n = data["instances"]
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ScoringError(400, f"instances: got {n!r}; expected a positive integer")
+    if n < 1:
+        raise ScoringError(400, f"instances: got {n}; expected a positive integer")
+    return n
+
+
+def check_bounds(n: int, spec: Any) -> None:
+    lo, hi = spec.scale_settings.min_instances, spec.max_instances
+    if n < lo:
+        raise ScoringError(400, f"instances: {n} is below scale_settings.min_instances ({lo})")
+    if n > hi:
+        where = "scale_settings.max_instances" if spec.scale_settings.max_instances is not None else \
+            "max_instances (scale_settings.max_instances is not set: instance_count is the maximum)"
+        raise ScoringError(400, f"instances: {n} is above {where} ({hi})")
+
+
+async def apply(router: Any, name: str, n: int) -> None:
+    if name not in router.deployments:
+        raise ScoringError(404, f"deployment {name!r} does not exist in endpoint {router.name}; "
+                           f"deployments: {', '.join(sorted(router.deployments))}")
+    spec = router.endpoint.deployments[name]
+    check_bounds(n, spec)
+    scaler = getattr(router, "autoscalers", {}).get(name)
+    if scaler is not None:
+        scaler.set_floor(n)
+        return
+    dep = router.deployments[name]
+    before = dep.active_count()
+    await dep.scale_to(n, "manual")
+    dep.scale_events.append({"time": round(time.time(), 3), "from": before, "to": n, "reason": "manual",
+                             "hook": "local", "outcome": "ok"})
+
+
+def scale_handler(router: Any) -> Any:
+    async def scale(request: Request) -> Response:
+        try:
+            router.auth.check_admin(request.headers.get("authorization"))
+            n = parse_instances(await request.body())
+            await apply(router, request.path_params["name"], n)
+        except ScoringError as err:
+            return error_response(err)
+        return Response(orjson.dumps(router.describe()), media_type="application/json")
+
+    return scale

@@ -1,0 +1,240 @@
+"""Open Inference Protocol V2 (KServe / Triton / MLServer) as a translation in the router.
+
+A V2 infer request becomes an MLflow `dataframe_split` body, so the replica scores it exactly
+like /score (same parsing, schema check and errors), and the `{"predictions": ...}` answer is
+turned back into V2 output tensors. Input tensors map to signature columns by name (each a
+1-D tensor of the batch); a single 2-D input takes the signature's columns in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from serving.errors import ScoringError
+
+# MLflow schema types -> V2 datatypes
+DATATYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
+             "string": "BYTES", "binary": "BYTES", "datetime": "BYTES"}
+# the binary tensor extension (tritonclient's default): little-endian, row-major
+NUMPY = {"FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
+         "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "BOOL": "?"}
+NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+
+
+@dataclass
+class Signature:
+    """The column names and V2 datatypes of a model's input and output schema (empty when unknown)."""
+
+    inputs: list[tuple[str, str]] = field(default_factory=list)
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, model_path: str | None) -> Signature:
+        if not model_path or not (Path(model_path) / "MLmodel").is_file():
+            return cls()
+        try:
+            from mlflow.models import Model
+
+            sig = Model.load(model_path).signature
+        except Exception:
+            return cls()
+        if sig is None:
+            return cls()
+        return cls(_columns(sig.inputs), _columns(sig.outputs))
+
+    def metadata(self, name: str, version: str) -> dict[str, Any]:
+        inputs = [{"name": n, "datatype": t, "shape": [-1]} for n, t in self.inputs]
+        outputs = [{"name": n, "datatype": t, "shape": [-1]} for n, t in self.outputs] or \
+            [{"name": "predictions", "datatype": "FP64", "shape": [-1]}]
+        return {"name": name, "versions": [version] if version else [], "platform": "mlflow",
+                "inputs": inputs, "outputs": outputs}
+
+
+def _columns(schema: Any) -> list[tuple[str, str]]:
+    if schema is None or getattr(schema, "is_tensor_spec", lambda: False)():
+        return []
+    out = []
+    for i, col in enumerate(schema.inputs):
+        kind = getattr(getattr(col, "type", None), "name", None) or str(getattr(col, "type", ""))
+        out.append((col.name or f"output_{i}", DATATYPES.get(str(kind).lower(), "BYTES")))
+    return out
+
+
+def _bad(message: str) -> ScoringError:
+    return ScoringError(400, message)
+
+
+def _flat(data: Any) -> list[Any]:
+    """Row-major flattening of nested lists (V2 allows both flat and nested `data`)."""
+    if not isinstance(data, list):
+        return [data]
+    if not any(isinstance(v, list) for v in data):
+        return data
+    out: list[Any] = []
+    for v in data:
+        out.extend(_flat(v))
+    return out
+
+
+def _shape(tensor: dict[str, Any], where: str) -> list[int]:
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):
+        raise _bad(f"{where}.shape: got {shape!r}; expected a list of non-negative integers")
+    return shape
+
+
+def _binary(blob: bytes, datatype: Any, where: str) -> list[Any]:
+    if datatype == "BYTES":
+        out, i = [], 0
+        while i < len(blob):
+            if i + 4 > len(blob):
+                raise _bad(f"{where}: truncated BYTES element")
+            n = int.from_bytes(blob[i:i + 4], "little")
+            out.append(blob[i + 4:i + 4 + n].decode("utf-8", errors="replace"))
+            i += 4 + n
+        return out
+    if datatype not in NUMPY:
+        raise _bad(f"{where}.datatype: got {datatype!r}; expected one of BYTES, {', '.join(NUMPY)}")
+    import numpy as np
+
+    width = np.dtype(NUMPY[datatype]).itemsize
+    if len(blob) % width:
+        raise _bad(f"{where}: {len(blob)} binary bytes is not a whole number of {datatype} values")
+    return np.frombuffer(blob, dtype=NUMPY[datatype]).tolist()  # type: ignore[no-any-return]
+
+
+def _split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise _bad(f"Inference-Header-Content-Length: got {header_length!r} for a body of {len(body)} bytes")
+    n = int(header_length)
+    return body[:n], body[n:]
+
+
+def to_dataframe_split(body: bytes, signature: Signature,
+                       header_length: str | None = None) -> tuple[bytes, str | None]:
+    """(MLflow JSON body, request id) of a V2 infer request, or 400 naming the bad field. Tensor data
+    comes as JSON `data` or, with `Inference-Header-Content-Length`, as binary after the JSON."""
+    body, blob = _split_binary(body, header_length)
+    offset = 0
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _bad(f"body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _bad(f"expected a JSON object with 'inputs'; got {type(doc).__name__}")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict) for t in inputs):
+        raise _bad("inputs: expected a non-empty list of tensors {name, shape, datatype, data}")
+    rid = doc.get("id") if isinstance(doc.get("id"), str) else None
+    tensors = []
+    for i, t in enumerate(inputs):
+        where = f"inputs[{i}]"
+        name = t.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad(f"{where}.name: expected a string")
+        shape = _shape(t, where)
+        params = t.get("parameters") if isinstance(t.get("parameters"), dict) else {}
+        size_bytes = params.get("binary_data_size")
+        if size_bytes is not None:
+            if type(size_bytes) is not int or size_bytes < 0 or offset + size_bytes > len(blob):
+                raise _bad(f"{where}.parameters.binary_data_size: got {size_bytes!r}; the binary part has "
+                           f"{len(blob) - offset} bytes left")
+            data = _binary(blob[offset:offset + size_bytes], t.get("datatype"), where)
+            offset += size_bytes
+        elif t.get("data") is None:
+            raise _bad(f"{where}.data: missing")
+        else:
+            data = _flat(t.get("data"))
+        size = 1
+        for d in shape:
+            size *= d
+        if len(data) != size:
+            raise _bad(f"{where} ({name}): shape {shape} needs {size} values; data has {len(data)}")
+        if t.get("datatype") in NUMERIC and not all(type(v) in (int, float) for v in data):
+            raise _bad(f"{where} ({name}): datatype {t['datatype']} needs numbers")
+        tensors.append((name, shape, data))
+    columns = [n for n, _ in signature.inputs]
+    if len(tensors) == 1 and len(tensors[0][1]) == 2:
+        name, (rows, width), data = tensors[0]
+        if columns and width != len(columns):
+            raise _bad(f"inputs[0] ({name}): shape [{rows}, {width}] has {width} columns; the signature has "
+                       f"{len(columns)}: {', '.join(columns)}")
+        cols = columns or [f"{name}_{j}" for j in range(width)]
+        table = [data[r * width:(r + 1) * width] for r in range(rows)]
+    else:
+        rows = -1
+        for i, (name, shape, _data) in enumerate(tensors):
+            if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+                raise _bad(f"inputs[{i}] ({name}): shape {shape}; with several inputs each must be 1-D "
+                           "(one signature column), or send one 2-D input")
+            if columns and name not in columns:
+                raise _bad(f"inputs[{i}].name: {name!r} is not a signature column; expected one of "
+                           f"{', '.join(columns)}")
+            if rows not in (-1, shape[0]):
+                raise _bad(f"inputs[{i}] ({name}): {shape[0]} rows; the other inputs have {rows}")
+            rows = shape[0]
+        cols = [n for n, _, _ in tensors]
+        if len(set(cols)) != len(cols):
+            raise _bad("inputs: the same name appears twice")
+        table = [list(row) for row in zip(*(d for _, _, d in tensors), strict=True)]
+    return orjson.dumps({"dataframe_split": {"columns": cols, "data": table}}), rid
+
+
+def _datatype(values: list[Any]) -> str:
+    kinds = {type(v) for v in values if v is not None}
+    if kinds <= {bool} and kinds:
+        return "BOOL"
+    if kinds <= {int}:
+        return "INT64"
+    if kinds <= {int, float}:
+        return "FP64"
+    return "BYTES"
+
+
+def _tensor(name: str, values: list[Any]) -> dict[str, Any]:
+    if values and all(isinstance(v, list) for v in values):
+        width = len(values[0])
+        if all(len(v) == width for v in values):
+            flat = [x for v in values for x in v]
+            return {"name": name, "shape": [len(values), width], "datatype": _datatype(flat), "data": flat}
+    values = [v if not isinstance(v, (dict, list)) else orjson.dumps(v).decode() for v in values]
+    return {"name": name, "shape": [len(values)], "datatype": _datatype(values), "data": values}
+
+
+def to_v2_response(payload: bytes, model_name: str, version: str, rid: str | None,
+                   signature: Signature) -> bytes:
+    """The `{"predictions": ...}` answer of a replica as V2 output tensors."""
+    preds = orjson.loads(payload)
+    preds = preds.get("predictions", preds) if isinstance(preds, dict) else preds
+    if isinstance(preds, dict):  # a dict of columns
+        outputs = [_tensor(k, v if isinstance(v, list) else [v]) for k, v in preds.items()]
+    elif isinstance(preds, list) and preds and all(isinstance(p, dict) for p in preds):  # records
+        keys = list(preds[0])
+        outputs = [_tensor(k, [p.get(k) for p in preds]) for k in keys]
+    else:
+        values = preds if isinstance(preds, list) else [preds]
+        name = signature.outputs[0][0] if len(signature.outputs) == 1 else "predictions"
+        outputs = [_tensor(name, values)]
+    doc: dict[str, Any] = {"model_name": model_name, "model_version": version, "outputs": outputs}
+    if rid is not None:
+        doc["id"] = rid
+    return orjson.dumps(doc)
+
+
+def error(status: int, message: str, code: str) -> tuple[int, bytes]:
+    return status, orjson.dumps({"error": message, "error_code": code})
+
+
+def replica_error(payload: bytes) -> tuple[str, str]:
+    """(message, error_code) of an MLflow-shaped error body from a replica."""
+    try:
+        doc = orjson.loads(payload)
+        return str(doc.get("message", "")), str(doc.get("error_code", "INTERNAL_ERROR"))
+    except (orjson.JSONDecodeError, AttributeError):
+        return payload.decode(errors="replace")[:2000], "INTERNAL_ERROR"

@@ -1,0 +1,154 @@
+"""Adaptive batching in a replica: concurrent tabular requests merged into one predict call.
+
+A request is parsed and checked on arrival (a malformed one is answered at once and never joins
+a batch). The first waiting request opens a batch that closes when it holds `max_batch_size`
+requests or `max_batch_wait_ms` after that request arrived; requests that queued while the
+previous predict ran are therefore merged at once, and a lone request waits at most the wait.
+Only frames with the same columns are merged. The merged result is split back by row offsets;
+if the merged predict raises (or returns the wrong number of rows), each request is scored on
+its own so that only the guilty one fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving.errors import ScoringError, clip, error_body
+from serving.protocol.mlflow import Reply, _required_columns, check_media_type
+
+log = logging.getLogger("scorer.replica")
+
+
+@dataclass
+class Item:
+    rid: int
+    frame: Any
+    arrived: float
+    future: asyncio.Future[tuple[Reply, int]] = field(repr=False)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return tuple(map(str, self.frame.columns))
+
+
+def _rows(result: Any) -> int | None:
+    try:
+        return len(result)
+    except TypeError:
+        return None
+
+
+def _slice(result: Any, start: int, stop: int) -> Any:
+    if hasattr(result, "iloc"):
+        return result.iloc[start:stop].reset_index(drop=True) if hasattr(result, "reset_index") \
+            else result.iloc[start:stop]
+    return result[start:stop]
+
+
+class Batcher:
+    def __init__(self, scorer: Any, pool: Executor, max_size: int, max_wait_ms: float, deployment: str) -> None:
+        self.scorer = scorer
+        self.pool = pool
+        self.max_size = max_size
+        self.max_wait = max_wait_ms / 1000.0
+        self.deployment = deployment
+        self.required = set(_required_columns(scorer.schema))
+        self.queue: deque[Item] = deque()
+        self.wakeup = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def admit(self, rid: int, body: bytes, content_type: str) -> asyncio.Future[tuple[Reply, int]] | None:
+        """Parse and check now; a batchable frame joins the queue (its future answers it), anything
+        else (params, non-frame input) returns None and is scored on its own by the caller."""
+        mime = check_media_type(content_type)
+        data, params = self.scorer.parse(body, mime)  # raises ScoringError for a malformed request
+        if params or not hasattr(data, "columns") or not hasattr(data, "iloc"):
+            return None
+        missing = self.required.difference(map(str, data.columns))
+        if missing:
+            raise ScoringError(400, "input does not match the model signature: Model is missing inputs "
+                               f"{sorted(missing)}")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[Reply, int]] = loop.create_future()
+        self.queue.append(Item(rid, data, time.monotonic(), fut))
+        self.wakeup.set()
+        if self.task is None or self.task.done():
+            self.task = loop.create_task(self._run())
+        return fut
+
+    def cancel(self, rid: int) -> bool:
+        """Drop a request that has not joined a predict yet (the router gave up on it)."""
+        for item in self.queue:
+            if item.rid == rid:
+                self.queue.remove(item)
+                if not item.future.done():
+                    item.future.cancel()
+                return True
+        return False
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.queue:
+            first = self.queue[0]
+            deadline = first.arrived + self.max_wait
+            while len(self._same(first)) < self.max_size and time.monotonic() < deadline:
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    break
+            if not self.queue:
+                return
+            batch = self._same(self.queue[0])[: self.max_size]
+            for item in batch:
+                self.queue.remove(item)
+            replies = await loop.run_in_executor(self.pool, self._score_batch, [i.frame for i in batch])
+            for item, reply in zip(batch, replies, strict=True):
+                if not item.future.done():
+                    item.future.set_result(reply)
+
+    def _same(self, first: Item) -> list[Item]:
+        key = first.key
+        return [i for i in self.queue if i.key == key]
+
+    # -- in the scoring thread ------------------------------------------------------------------
+    def _score_batch(self, frames: list[Any]) -> list[tuple[Reply, int]]:
+        if len(frames) == 1:
+            return [(self._score_one(frames[0]), 1)]
+        import pandas as pd
+
+        sizes = [len(f) for f in frames]
+        try:
+            result = self.scorer.predict(pd.concat(frames, ignore_index=True), None)
+            if _rows(result) != sum(sizes):
+                raise ValueError(f"merged predict returned {_rows(result)} rows for {sum(sizes)}")
+            out, start = [], 0
+            for n in sizes:
+                out.append((self._encode(_slice(result, start, start + n)), len(frames)))
+                start += n
+            return out
+        except Exception as exc:  # one of them is guilty, or the model does not split by rows
+            log.info("deployment %s: merged predict of %d requests failed (%s); scoring them one by one",
+                     self.deployment, len(frames), str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            return [(self._score_one(f), 1) for f in frames]
+
+    def _score_one(self, frame: Any) -> Reply:
+        try:
+            return self._encode(self.scorer.predict(frame, None))
+        except ScoringError as err:
+            return Reply(err.status, error_body(err.code, err.message), headers=err.headers)
+        except Exception as exc:
+            log.exception("deployment %s: unexpected error while scoring", self.deployment)
+            return Reply(500, error_body("INTERNAL_ERROR", clip(f"{type(exc).__name__}: {exc}")))
+
+    def _encode(self, raw: Any) -> Reply:
+        try:
+            return Reply(200, self.scorer.encode(raw))
+        except Exception as exc:
+            return Reply(424, error_body("MODEL_ERROR", clip(f"the model's output cannot be encoded as JSON: {exc}")))

@@ -1,0 +1,122 @@
+"""The V2 routes: `/v2`, health, model metadata and readiness, infer. A model name is the endpoint
+(routed by traffic, mirrored like /score) or one of its deployments (pinned)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from serving.errors import ScoringError
+from serving.protocol import v2
+
+JSON = "application/json"
+
+
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type=JSON, headers=headers)
+
+
+def _error(err: ScoringError, headers: dict[str, str] | None = None) -> Response:
+    status, body = v2.error(err.status, err.message, err.code)
+    return Response(body, status_code=status, media_type=JSON, headers={**err.headers, **(headers or {})})
+
+
+def v2_routes(router: Any) -> list[Route]:
+    import mlflow.version
+
+    signatures: dict[str, v2.Signature] = {}
+
+    def signature(dep: str) -> v2.Signature:
+        if dep not in signatures:
+            signatures[dep] = v2.Signature.of(router.deployments[dep].cfg.model_path)
+        return signatures[dep]
+
+    def resolve(name: str, pick: bool) -> tuple[str, bool]:
+        """(deployment, pinned) of a V2 model name; picking consumes a traffic turn."""
+        if name in router.deployments:
+            return name, True
+        if name != router.name:
+            raise ScoringError(404, f"model {name!r} does not exist; models: {router.name} (the endpoint), "
+                               f"{', '.join(sorted(router.deployments))}")
+        if pick:
+            return router.choose(None), False
+        live = [n for n, p in router.traffic.shares.items() if p > 0]
+        if not live:
+            raise ScoringError(404, f"endpoint {router.name} has no deployment with traffic")
+        return max(live, key=lambda n: router.traffic.shares[n]), False
+
+    async def server_meta(request: Request) -> Response:
+        return _json({"name": "scorer", "version": mlflow.version.VERSION, "extensions": []})
+
+    async def live(request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(request: Request) -> Response:
+        ok, _ = router.ready()
+        return _json({"ready": ok}, 200 if ok else 503)
+
+    async def model_meta(request: Request) -> Response:
+        try:
+            router.auth.check(request.headers.get("authorization"))
+            name = request.path_params["name"]
+            dep, _ = resolve(name, pick=False)
+        except ScoringError as err:
+            return _error(err)
+        meta = signature(dep).metadata(name, router.deployments[dep].version)
+        return _json(meta)
+
+    async def model_ready(request: Request) -> Response:
+        try:
+            router.auth.check(request.headers.get("authorization"))
+            name = request.path_params["name"]
+            dep, _ = resolve(name, pick=False)
+        except ScoringError as err:
+            return _error(err)
+        ok = router.deployments[dep].ready_count() > 0 and not router.draining
+        return _json({"name": name, "ready": ok}, 200 if ok else 503)
+
+    async def infer(request: Request) -> Response:
+        started = time.monotonic()
+        headers = request.headers
+        rid = headers.get("x-request-id") or uuid.uuid4().hex
+        out = {"x-request-id": rid}
+        name = request.path_params["name"]
+        try:
+            router.auth.check(headers.get("authorization"))
+            dep_name, pinned = resolve(name, pick=True)
+            dep = router.deployments[dep_name]
+            out["azureml-model-deployment"] = dep_name
+            out["x-model-version"] = dep.version
+            sig = signature(dep_name)
+            body, v2_id = v2.to_dataframe_split(await router.read_body(request), sig,
+                                                headers.get("inference-header-content-length"))
+            reply, payload = await router._forward(dep, dep_name, body, JSON, started)
+        except ScoringError as err:
+            router.record(rid, out, err.status, started, headers)
+            return _error(err, out)
+        status = reply.get("status", 200)
+        router.record(rid, out, status, started, headers, reply)
+        if status != 200:
+            message, code = v2.replica_error(payload)
+            return _json({"error": message, "error_code": code}, status, {**out, **reply.get("h", {})})
+        try:
+            answer = v2.to_v2_response(payload, name, dep.version, v2_id, sig)
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            return _error(ScoringError(424, f"the model's output cannot be sent as V2 tensors: {exc}"), out)
+        return Response(answer, media_type=JSON, headers=out,
+                        background=None if pinned else router.mirror(body, JSON, status, payload))
+
+    return [
+        Route("/v2", server_meta, methods=["GET"]),
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2/models/{name}", model_meta, methods=["GET"]),
+        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+    ]

@@ -1,0 +1,54 @@
+"""SIGTERM drains: readiness fails at once, in-flight requests finish, replicas stop, exit 0."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.online.conftest import API_KEYS, start_server
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_0(work_dir: Path, test_models: dict[str, Path]) -> None:
+    endpoint = work_dir / "drain.yaml"
+    endpoint.write_text(f"""
+name: drain
+auth_mode: key
+deployments:
+  sleeper:
+    model: {test_models['sleeper']}
+    instance_count: 2
+    request_settings: {{max_concurrent_requests_per_instance: 4, request_timeout_ms: 10000}}
+""")
+    srv = start_server(endpoint, work_dir, {"SCORER_API_KEY": API_KEYS[0]})
+    headers = {"Authorization": f"Bearer {API_KEYS[0]}"}
+    results: list[int] = []
+
+    def slow() -> None:
+        body = {"dataframe_split": {"columns": ["seconds"], "data": [[1.5]]}}
+        results.append(httpx.post(f"{srv.url}/score", json=body, headers=headers, timeout=30).status_code)
+
+    try:
+        with httpx.Client(base_url=srv.url, timeout=5) as probe:  # a kept-alive connection, as a kubelet's
+            assert probe.get("/ready").status_code == 200
+            threads = [threading.Thread(target=slow) for _ in range(6)]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            srv.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            with contextlib.suppress(httpx.HTTPError):  # a closed listener is not ready too
+                assert probe.get("/ready").status_code == 503
+            for t in threads:
+                t.join(30)
+        assert srv.proc.wait(30) == 0
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+    assert results == [200] * 6
+    log = srv.logs()
+    assert "draining" in log
