@@ -275,6 +275,16 @@ def build_app(router: Router) -> Starlette:
             return Response(orjson.dumps(router.describe()), media_type="application/json")
         return handler
 
+    async def admin_reload(request: Request) -> Response:
+        try:
+            router.auth.check_admin(request.headers.get("authorization"))
+            if router.reloader is None:
+                raise ScoringError(404, "reload is not available: the server was not started from files")
+            await router.reloader()
+        except ScoringError as err:
+            return error_response(err)
+        return Response(orjson.dumps(router.describe()), media_type="application/json")
+
     async def metrics_route(request: Request) -> Response:
         router.refresh_gauges()
         text, content_type = metrics.render()
@@ -303,6 +313,7 @@ def build_app(router: Router) -> Starlette:
         Route("/admin/endpoint", admin_endpoint, methods=["GET"]),
         Route("/admin/traffic", admin_put(router.set_traffic), methods=["PUT"]),
         Route("/admin/mirror", admin_put(router.set_mirror), methods=["PUT"]),
+        Route("/admin/reload", admin_reload, methods=["POST"]),
         Route("/admin/deployments/{name}/scale", scale_handler(router), methods=["POST"]),
     ]
     routes += v2_routes(router)

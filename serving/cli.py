@@ -56,7 +56,8 @@ def run_serve(args: argparse.Namespace) -> int:
         import uvloop
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(serve(spec, args.host, args.port, auth, hint))
+            return runner.run(serve(spec, args.host, args.port, auth, hint,
+                                    load=lambda: load_endpoint(args.endpoint, args.deployments)))
     except KeyboardInterrupt:
         return 130
 

@@ -10,12 +10,15 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from serving.app import Router, Settings, build_app
 from serving.auth import Auth
 from serving.autoscale.autoscaler import build_autoscalers
+from serving.errors import ScoringError
+from serving.reload import Reloader
 from serving.replica.config import ReplicaConfig
 from serving.replica.pool import FAILED, Deployment, Timing
 
@@ -51,6 +54,25 @@ def _draining_server(base: type, router: Router) -> type:
                 self._captured_signals[:] = [s for s in self._captured_signals if s != signal.SIGTERM]
 
     return DrainingServer
+
+
+def _reload_on_sighup(router: Router) -> None:
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            await router.reloader()
+        except ScoringError as err:
+            log.error("SIGHUP reload failed: %s", err.message)
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
 
 
 def build_deployments(spec: Any, socket_dir: str, timing: Timing) -> tuple[dict[str, Deployment], dict[str, str]]:
@@ -117,12 +139,17 @@ def curl_line(url: str, auth: Auth, key_hint: str | None, body: Path | None) -> 
 
 
 async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | None,
-                timing: Timing | None = None) -> int:
+                timing: Timing | None = None, load: Callable[[], Any] | None = None) -> int:
+    """`load` re-reads the same files (for POST /admin/reload and SIGHUP)."""
     import uvicorn
 
     socket_dir = tempfile.mkdtemp(prefix="scorer-")
-    deployments, unresolved = build_deployments(spec, socket_dir, timing or Timing.from_env())
+    timing = timing or Timing.from_env()
+    deployments, unresolved = build_deployments(spec, socket_dir, timing)
     router = Router(spec, deployments, auth, Settings.from_env())
+    if load is not None:
+        router.reloader = Reloader(router, load, socket_dir, timing)
+        _reload_on_sighup(router)
     try:
         fatal = await start_deployments(spec, deployments, unresolved)
         if fatal:

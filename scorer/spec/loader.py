@@ -226,7 +226,8 @@ def load_endpoint(
         owner = owners.get(str(loc[1])) if len(loc) > 1 and loc[0] == "deployments" else None
         return (owner or src).problem(loc, message, severity)
 
-    errors += [locate(p.loc, p.message, p.severity) for p in endpoint_rules(ep)]
+    for p in endpoint_rules(ep):
+        (errors if p.severity == "error" else warnings).append(locate(p.loc, p.message, p.severity))
     for loc, message in _path_problems((d, ("deployments", n)) for n, d in ep.deployments.items()):
         (errors if check_paths else warnings).append(locate(loc, message, "error" if check_paths else "warning"))
     if errors:
@@ -243,7 +244,8 @@ def load_online_deployment(path: Path, *, check_paths: bool = True) -> Loaded[On
     errors += errs
     warnings = _ignored(src)
     if dep is not None:
-        errors += [src.problem(p.loc, p.message, p.severity) for p in deployment_rules(dep, ())]
+        for p in deployment_rules(dep, ()):
+            (errors if p.severity == "error" else warnings).append(src.problem(p.loc, p.message, p.severity))
         for loc, message in _path_problems([(dep, ())]):
             (errors if check_paths else warnings).append(
                 src.problem(loc, message, "error" if check_paths else "warning"))

@@ -23,6 +23,13 @@ def deployment_rules(dep: OnlineDeployment, loc: Loc) -> list[Problem]:
     if s.max_instances is not None and s.min_instances > s.max_instances:
         out.append(Problem((*loc, "scale_settings", "max_instances"),
                            f"got {s.max_instances}; expected at least min_instances ({s.min_instances})"))
+    batch, limit = dep.batching.max_batch_size, dep.request_settings.max_concurrent_requests_per_instance
+    if batch > 1 and limit < batch:
+        out.append(Problem((*loc, "batching", "max_batch_size"),
+                           f"got {batch}, but a replica is sent at most max_concurrent_requests_per_instance "
+                           f"({limit}) requests at once, so batches stay at most {limit}; raise "
+                           "request_settings.max_concurrent_requests_per_instance to let batches fill",
+                           severity="warning"))
     cc = dep.code_configuration
     if dep.model is None and (cc is None or not cc.scoring_script):
         out.append(Problem((*loc, "model"), "missing; expected a model reference or a "

@@ -3,7 +3,9 @@
 A request is parsed and checked on arrival (a malformed one is answered at once and never joins
 a batch). The first waiting request opens a batch that closes when it holds `max_batch_size`
 requests or `max_batch_wait_ms` after that request arrived; requests that queued while the
-previous predict ran are therefore merged at once, and a lone request waits at most the wait.
+previous predict ran are therefore merged at once, and a lone request waits at most the wait
+(`max_batch_wait_ms: 0` never waits: measured, skipping the wait when the replica holds no other
+request helps one client, 3.0 vs 5.4 ms, but costs a quarter of the throughput at 8).
 Only frames with the same columns are merged. The merged result is split back by row offsets;
 if the merged predict raises (or returns the wrong number of rows), each request is scored on
 its own so that only the guilty one fails.

@@ -392,3 +392,25 @@ def test_batch_defaults_by_mode(tmp_path):
 def test_all_shipped_configs_validate():
     for path in sorted((REPO / "configs").rglob("*.yaml")):
         load_any(path, check_paths=False)
+
+
+def test_batching_larger_than_the_concurrency_limit_warns(tmp_path):
+    path = write(tmp_path, """
+        name: ep
+        deployments:
+          blue:
+            model: models:/m/1
+            batching: {max_batch_size: 16}
+    """)
+    loaded = load_any(path)
+    hit = [w for w in loaded.warnings if w.loc[-1] == "max_batch_size"]
+    assert hit and "batches stay at most 1" in hit[0].message and hit[0].line == 5
+    ok = write(tmp_path, """
+        name: ep
+        deployments:
+          blue:
+            model: models:/m/1
+            batching: {max_batch_size: 16}
+            request_settings: {max_concurrent_requests_per_instance: 16}
+    """, "ok.yaml")
+    assert not [w for w in load_any(ok).warnings if w.loc[-1] == "max_batch_size"]

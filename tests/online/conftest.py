@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,18 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scorer.bench.processes import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = Path(__file__).resolve().parent / "assets"
 API_KEYS = ("key-one-primary", "key-two-secondary")
 ADMIN_KEY = "admin-key-for-tests"
 TOKEN_SECRET = "token-secret-for-tests"
 MAX_BODY = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

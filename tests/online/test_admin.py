@@ -116,3 +116,19 @@ def test_traffic_flips_under_load_fail_no_request(ops_server) -> None:
         admin_put(ops_server, "/admin/mirror", {"green": 50})
     assert failures == []
     assert seen == {"blue", "green"}
+
+
+def test_openapi_describes_every_route(ops_server) -> None:
+    from starlette.routing import Route
+
+    from serving.app import Router, build_app
+
+    doc = httpx.get(f"{ops_server.url}/openapi.json").json()
+    router = Router.__new__(Router)  # only the route table is read
+    router.deployments, router.name = {}, "x"
+    app = build_app(router)
+    for route in app.routes:
+        assert isinstance(route, Route)
+        for method in route.methods or ():
+            if method != "HEAD":
+                assert method.lower() in doc["paths"].get(route.path, {}), (method, route.path)

@@ -1,4 +1,5 @@
-"""SIGTERM drains: readiness fails at once, in-flight requests finish, replicas stop, exit 0."""
+"""SIGTERM drains: readiness fails at once, in-flight requests finish, replicas stop, exit 0; and the
+access log has one line per request with its traceparent."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ deployments:
 
     def slow() -> None:
         body = {"dataframe_split": {"columns": ["seconds"], "data": [[1.5]]}}
-        results.append(httpx.post(f"{srv.url}/score", json=body, headers=headers, timeout=30).status_code)
+        trace = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+        results.append(httpx.post(f"{srv.url}/score", json=body, headers={**headers, **trace}, timeout=30).status_code)
 
     try:
         with httpx.Client(base_url=srv.url, timeout=5) as probe:  # a kept-alive connection, as a kubelet's
@@ -52,3 +54,6 @@ deployments:
     assert results == [200] * 6
     log = srv.logs()
     assert "draining" in log
+    access = [line for line in log.splitlines() if "scorer.access" in line]  # one line per request
+    assert len(access) == 6 and all("deployment=sleeper model_version=" in line and "status=200" in line
+                                    and "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736" in line for line in access)

@@ -1,0 +1,155 @@
+"""Reload without downtime: a model-version swap under a 32-client load fails no request; a failing
+reload keeps the old model; runtime traffic survives a reload; SIGHUP reloads too."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.online.conftest import (
+    ADMIN_KEY,
+    API_KEYS,
+    ASSETS,
+    Server,
+    admin,
+    admin_put,
+    start_server,
+    stop_server,
+    wait_for,
+)
+from tests.online.data import split_body
+
+
+def _write(path: Path, registry: str, version: int, traffic: str = "{blue: 100, spare: 0}",
+           extra: str = "") -> None:
+    path.write_text(f"""
+name: reloads
+auth_mode: key
+traffic: {traffic}
+deployments:
+  blue:
+    model: models:/{registry}/{version}
+    request_settings: {{max_concurrent_requests_per_instance: 32, max_queue_wait_ms: 3000}}
+  spare:
+    model: models:/{registry}/1
+{extra}""")
+
+
+@pytest.fixture(scope="module")
+def reload_server(work_dir: Path, demo_registry: str) -> Iterator[tuple[Server, Path]]:
+    path = work_dir / "reloads.yaml"
+    _write(path, demo_registry, 1)
+    srv = start_server(path, work_dir, {"SCORER_API_KEY": API_KEYS[0], "SCORER_ADMIN_KEY": ADMIN_KEY})
+    srv.headers = {"Authorization": f"Bearer {API_KEYS[0]}"}
+    yield srv, path
+    stop_server(srv)
+
+
+def _reload(srv: Server) -> httpx.Response:
+    return httpx.post(f"{srv.url}/admin/reload", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=120)
+
+
+def test_version_swap_under_load_fails_no_request(reload_server, demo_registry: str) -> None:
+    srv, path = reload_server
+    failures: list[str] = []
+    versions: list[str] = []
+    done = threading.Event()
+
+    def client() -> None:
+        with srv.client() as c:
+            for i in range(2000):  # bounded; stops soon after the reload
+                r = c.post("/score", json=split_body(1, i % 50))
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+                versions.append(r.headers.get("x-model-version", "?"))
+                if done.is_set() and i >= 5:
+                    return
+
+    threads = [threading.Thread(target=client) for _ in range(32)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(versions) > 100, timeout=30, interval=0.02)
+        _write(path, demo_registry, 2)
+        r = _reload(srv)
+        assert r.status_code == 200, r.text
+        assert r.json()["deployments"]["blue"]["model_version"] == "2"
+        n = len(versions)
+        wait_for(lambda: len(versions) > n + 100, timeout=30, interval=0.02)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(60)
+    assert failures == []
+    assert versions[0] == "1" and versions[-1] == "2"
+    wait_for(lambda: len(admin(srv)["deployments"]["blue"]["replicas"]) == 1)
+
+
+def test_failing_reload_keeps_the_old_model(reload_server, demo_registry: str) -> None:
+    srv, path = reload_server
+    before = admin(srv)["deployments"]["blue"]["model_version"]
+    _write(path, demo_registry, 99)
+    r = _reload(srv)
+    assert r.status_code == 400 and "blue" in r.json()["message"] and "nothing changed" in r.json()["message"]
+    _write(path, demo_registry, int(before), extra=f"""  crasher:
+    code_configuration: {{code: {ASSETS / 'script_crash'}, scoring_script: score.py}}
+""")
+    r = _reload(srv)
+    assert r.status_code == 424 and "init() raised" in r.json()["message"], r.text
+    doc = admin(srv)
+    assert "crasher" not in doc["deployments"] and doc["deployments"]["blue"]["model_version"] == before
+    with srv.client() as c:
+        r = c.post("/score", json=split_body(1))
+        assert r.status_code == 200 and r.headers["x-model-version"] == before
+    _write(path, demo_registry, int(before))
+
+
+def test_runtime_traffic_survives_and_sighup_reloads(reload_server, demo_registry: str) -> None:
+    srv, path = reload_server
+    version = int(admin(srv)["deployments"]["blue"]["model_version"])
+    assert admin_put(srv, "/admin/traffic", {"blue": 50, "spare": 50}).status_code == 200
+    assert _reload(srv).status_code == 200  # the file's traffic did not change: the runtime one stays
+    assert admin(srv)["traffic"] == {"blue": 50, "spare": 50}
+    _write(path, demo_registry, version, traffic="{blue: 80, spare: 20}")
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: admin(srv)["traffic"] == {"blue": 80, "spare": 20}, timeout=30)
+    assert srv.proc.poll() is None
+
+
+
+def test_reload_moves_the_autoscaler_to_the_new_deployment(work_dir: Path, demo_registry: str) -> None:
+    """An autoscaled deployment changed by reload is scaled on its new replicas, not the retired ones."""
+    path = work_dir / "auto-reload.yaml"
+
+    def write(version: int) -> None:
+        path.write_text(f"""
+name: autoreload
+auth_mode: none
+deployments:
+  auto:
+    model: models:/{demo_registry}/{version}
+    scale_settings: {{type: target_utilization, min_instances: 1, max_instances: 2, polling_interval: 1,
+                      scale_down_delay: 300}}
+""")
+
+    write(1)
+    srv = start_server(path, work_dir, {"SCORER_ADMIN_KEY": ADMIN_KEY})
+    try:
+        write(2)
+        assert _reload(srv).status_code == 200
+        assert admin(srv)["deployments"]["auto"]["model_version"] == "2"
+        r = httpx.post(f"{srv.url}/admin/deployments/auto/scale", json={"instances": 2},
+                       headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+        assert r.status_code == 200, r.text
+
+        def ready() -> int:
+            return sum(1 for rep in admin(srv)["deployments"]["auto"]["replicas"] if rep["state"] == "ready")
+
+        assert wait_for(lambda: ready() == 2, 30), admin(srv)["deployments"]["auto"]
+    finally:
+        stop_server(srv)
