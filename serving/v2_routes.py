@@ -61,11 +61,16 @@ def v2_routes(router: Any) -> list[Route]:
         ok, _ = router.ready()
         return _json({"ready": ok}, 200 if ok else 503)
 
+    def model_of(request: Request) -> tuple[str, str]:
+        """The V2 model name in the path and the deployment it names (auth checked); no traffic pick."""
+        router.auth.check(request.headers.get("authorization"))
+        name = request.path_params["name"]
+        dep, _ = resolve(name, pick=False)
+        return name, dep
+
     async def model_meta(request: Request) -> Response:
         try:
-            router.auth.check(request.headers.get("authorization"))
-            name = request.path_params["name"]
-            dep, _ = resolve(name, pick=False)
+            name, dep = model_of(request)
         except ScoringError as err:
             return _error(err)
         meta = signature(dep).metadata(name, router.deployments[dep].version)
@@ -73,9 +78,7 @@ def v2_routes(router: Any) -> list[Route]:
 
     async def model_ready(request: Request) -> Response:
         try:
-            router.auth.check(request.headers.get("authorization"))
-            name = request.path_params["name"]
-            dep, _ = resolve(name, pick=False)
+            name, dep = model_of(request)
         except ScoringError as err:
             return _error(err)
         ok = router.deployments[dep].ready_count() > 0 and not router.draining
