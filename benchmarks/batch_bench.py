@@ -34,7 +34,7 @@ def make_data(model_ref: str, rows: int, files: int, folder: Path, seed: int = 7
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from scorer.models import load_model
+    from scorer.models import load_input_example
 
     folder.mkdir(parents=True, exist_ok=True)
     done = folder / f".rows-{rows}-files-{files}-seed-{seed}"
@@ -42,7 +42,7 @@ def make_data(model_ref: str, rows: int, files: int, folder: Path, seed: int = 7
         return folder
     for old in folder.glob("*.parquet"):
         old.unlink()
-    example = load_model(model_ref).input_example
+    example = load_input_example(model_ref)
     assert isinstance(example, pd.DataFrame), "the model needs a tabular input example"
     rng = np.random.default_rng(seed)
     mean, std = example.mean().to_numpy(), example.std().fillna(0).to_numpy() + 1e-3

@@ -73,9 +73,9 @@ def in_process_latency(model_ref: str, body: Path, n: int = 2000) -> dict[str, f
 
 
 def one_row_body(model_ref: str, folder: Path) -> Path:
-    from scorer.models import load_model
+    from scorer.models import load_input_example
 
-    example = load_model(model_ref).input_example
+    example = load_input_example(model_ref)
     path = folder / "one-row.json"
     path.write_text(json.dumps({"dataframe_split": example.head(1).to_dict(orient="split", index=False)}))
     return path

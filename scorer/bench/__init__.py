@@ -32,10 +32,9 @@ def _users(text: str) -> list[int]:
 
 def _example_payload(model_ref: str, out_dir: Path) -> Path:
     """The model's input example as a JSON dataframe_split, for a YAML target without --data."""
-    from scorer.models import load_model
+    from scorer.models import load_input_example
 
-    loaded = load_model(model_ref)
-    example = loaded.input_example
+    example = load_input_example(model_ref)
     if example is None or not hasattr(example, "to_dict"):
         raise ValueError(f"model {model_ref} has no tabular input example; pass --data FILE")
     path = out_dir / "payload.json"

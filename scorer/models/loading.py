@@ -66,6 +66,14 @@ def requirement_mismatches(model_dir: Path) -> list[str]:
     return out
 
 
+def load_input_example(reference: str | ModelRef | ResolvedModel) -> Any | None:
+    """The model's input example, read from its MLmodel metadata without loading the model itself."""
+    from mlflow.models import Model
+
+    resolved = reference if isinstance(reference, ResolvedModel) else resolve(reference)
+    return Model.load(str(resolved.local_path)).load_input_example(str(resolved.local_path))
+
+
 def load_model(reference: str | ModelRef | ResolvedModel) -> LoadedModel:
     """Resolve (if needed) and load. Requirement differences warn; they do not fail."""
     import mlflow.pyfunc

@@ -148,3 +148,11 @@ def test_bad_scoring_scripts_are_clear_errors(tmp_path, body, fragment):
 def test_missing_scoring_script(tmp_path):
     with pytest.raises(ScriptError, match="does not exist"):
         load_scoring_script(tmp_path, "nope.py")
+
+
+def test_input_example_without_loading_the_model(registry):
+    from scorer.models import load_input_example
+
+    example = load_input_example("models:/demo-classifier@green")
+    assert list(example.columns) == load_model("models:/demo-classifier/2").input_columns
+    assert len(example) == 5
