@@ -7,22 +7,40 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install run train validate test lint typecheck pytest lock schema soak bench-online bench-batch clean
+.PHONY: install run train demo-data validate deploy-demo test lint typecheck pytest lock schema soak doc-blocks kserve-client fuzz bench-online bench-batch bench-flood multihost clean
 
 install: $(STAMP)
 
 # Re-installs only when the project's dependencies or the lock file change.
 $(STAMP): pyproject.toml constraints.txt
+	@echo "make install: creating $(VENV) and installing scorer with its pinned dependencies (constraints.txt)."
+	@echo "  The first time this downloads MLflow, Ray, pyarrow, scikit-learn and friends: about a minute or two."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python -m pip install --progress-bar off -c constraints.txt -e '.[dev,bench]' > $(VENV)/pip-install.log 2>&1 \
+		|| (tail -30 $(VENV)/pip-install.log; echo "make install: pip failed; full log in $(VENV)/pip-install.log"; exit 1)
+	@grep -E '^Successfully installed' $(VENV)/pip-install.log | cut -c1-240 || true
 	touch $(STAMP)
+	@echo "make install: done ($(VENV)/bin/scorer)."
 
+# Also registers the seed endpoints' models (configs/seeds/: ws:/thatmodel:1, ws:/my-model:1)
+# as copies of the demo LogisticRegression, so those files run as written.
 train: install
-	$(BIN)/python examples/training/train.py
+	$(BIN)/python examples/training/train.py --also-register thatmodel --also-register my-model
+
+# Input for the batch demo: data/demo.csv and data/demo.parquet (20,000 rows, seeded).
+demo-data: install
+	$(BIN)/python examples/training/demo_data.py --out data
 
 validate: install
 	$(BIN)/scorer validate configs/endpoints/demo.yaml configs/batch/demo-batch.yaml
+
+# The committed Kubernetes demo (deploy/pods, deploy/ray): tests/deploy checks it equals a fresh render.
+DEMO_FILES := configs/endpoints/demo.yaml configs/batch/demo-batch.yaml
+deploy-demo: install
+	rm -rf deploy/pods deploy/ray
+	$(BIN)/python -m scorer.cli render k8s $(DEMO_FILES) --out deploy/pods --placement pods
+	$(BIN)/python -m scorer.cli render k8s $(DEMO_FILES) --out deploy/ray --placement ray
 
 run: train validate
 	$(BIN)/scorer serve configs/endpoints/demo.yaml --host 127.0.0.1 --port 8000
@@ -41,12 +59,38 @@ test: lint typecheck pytest
 soak: install
 	$(BIN)/pytest -m soak -p no:cacheprovider
 
+# Every shell block that README.md and docs/*.md mark for newcomers (`<!-- newcomer: ... -->`,
+# see tests/docs/blocks.py), the slow ones (batch, the seed endpoint) too; CI runs the rest.
+doc-blocks: install
+	$(BIN)/pytest tests/docs -m 'soak or not soak' -p no:cacheprovider
+
+# V2 with the KServe client: kserve's pins clash with ours, so it gets its own venv (slow: not in CI)
+KSERVE_VENV := build/kserve-venv
+kserve-client: install
+	test -x $(KSERVE_VENV)/bin/python || ($(BIN)/python -m venv $(KSERVE_VENV) && $(KSERVE_VENV)/bin/pip install kserve)
+	SCORER_KSERVE_PYTHON=$(KSERVE_VENV)/bin/python $(BIN)/pytest tests/online/test_kserve_client.py -p no:cacheprovider
+
+# Real multi-node Ray clusters made of network namespaces (root only; skipped with the reason
+# elsewhere): the CI checks plus the long ones (three nodes, a larger job against local Ray, a node lost).
+multihost: install
+	$(BIN)/pytest tests/multihost -m multihost -p no:cacheprovider -s --timeout 900
+
+# Mutation fuzz of every scoring route (10,000 cases a route) and schemathesis against
+# /openapi.json (not_a_server_error); the CI run of tests/online/test_fuzz.py is a bounded sample.
+fuzz: install
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,bench,fuzz]'
+	SCORER_FUZZ_EXAMPLES=10000 SCORER_FUZZ_SECONDS=3600 SCORER_FUZZ_RANDOM=1 $(BIN)/pytest tests/online/test_fuzz.py -p no:cacheprovider -s --timeout 14400
+
 # Benchmarks: never part of `make test`. bench-online needs wrk (apt-get install wrk).
 bench-online: train
 	$(BIN)/python benchmarks/online.py
 
 bench-batch: train
 	$(BIN)/python benchmarks/batch_bench.py
+
+# Goodput under a 10x flood of 429s and of 401s, against goodput at capacity (needs wrk).
+bench-flood: train
+	$(BIN)/python benchmarks/flood.py
 
 schema: install
 	$(BIN)/python -m scorer.spec.schema
@@ -56,7 +100,7 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install -q --upgrade pip
-	.lock-venv/bin/python -m pip install -q '.[dev,bench]'
+	.lock-venv/bin/python -m pip install -q '.[dev,bench,fuzz]'
 	.lock-venv/bin/python -m pip freeze --exclude scorer | sort -f > constraints.txt
 	rm -rf .lock-venv
 

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from batch.lines import Scanner, TextOptions
 from batch.storage import is_uri, list_uri, open_input, parquet_source
+
+SAMPLE = 1 << 20  # bytes of a CSV / JSON Lines file whose rows decide its column types
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -42,8 +45,10 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
-def discover(inputs: list[str]) -> list[InputFile]:
-    """Files named by --input values (file, folder or glob), in argument order then sorted; no duplicates."""
+def discover(inputs: list[str], exclude: Path | None = None) -> list[InputFile]:
+    """Files named by --input values (file, folder or glob), in argument order then sorted; no duplicates.
+    Files under `exclude` (the output folder) are never inputs: a second run must not read the
+    first one's predictions."""
     seen: set[str] = set()
     out: list[InputFile] = []
     for raw in inputs:
@@ -75,8 +80,14 @@ def discover(inputs: list[str]) -> list[InputFile]:
                 raise InputError(f"input {raw}: the folder holds no file")
         elif p.is_file():
             pairs = [(p.resolve(), p.name)]
+            if exclude is not None and pairs[0][0].is_relative_to(exclude):
+                raise InputError(f"input {raw}: lies in the output folder {exclude}")
         else:
             raise InputError(f"input {raw}: no such file or folder")
+        if exclude is not None:
+            pairs = [(f, name) for f, name in pairs if not f.is_relative_to(exclude)]
+            if not pairs:
+                raise InputError(f"input {raw}: holds no file outside the output folder {exclude}")
         for f, name in pairs:
             key = str(f)
             if key in seen:
@@ -107,10 +118,9 @@ def tabular_format(files: list[InputFile]) -> str:
     return fmts.pop()  # type: ignore[return-value]
 
 
-def read_schema(f: InputFile, fmt: str) -> pa.Schema:
-    """The file's schema, read cheaply (Parquet footer; first block of CSV / JSON Lines)."""
-    import pyarrow.dataset as ds
-
+def read_schema(f: InputFile, fmt: str, text: TextOptions | None = None) -> pa.Schema:
+    """The file's schema, read cheaply (Parquet footer; first block of CSV / JSON Lines, where
+    blank lines and rows that would fail on their own are left out of the type inference)."""
     if f.size == 0:
         raise InputError(f"input {f.path}: the file is empty")
     try:
@@ -118,25 +128,61 @@ def read_schema(f: InputFile, fmt: str) -> pa.Schema:
             import pyarrow.parquet as pq
 
             return pq.read_schema(parquet_source(f.path))
-        if fmt == "jsonl":
-            import pyarrow.json as pj
-
-            with open_input(f.path) as fh:
-                head = fh.read(1 << 20)
-            cut = head.rfind(b"\n")
-            sample = head if cut < 0 or len(head) < (1 << 20) else head[: cut + 1]
-            return pj.read_json(pa.BufferReader(sample)).schema
-        if is_uri(f.path):
-            from pyarrow import fs as pafs
-
-            filesystem, inner = pafs.FileSystem.from_uri(f.path)
-            return ds.dataset(inner, filesystem=filesystem, format="csv").schema
-        return ds.dataset(f.path, format="csv").schema
+        return _text_schema(f, fmt, (text or TextOptions()).for_format(fmt))
     except InputError:
         raise
     except Exception as exc:
         raise InputError(f"input {f.path}: cannot be read as {fmt} ({type(exc).__name__}: "
                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+
+
+def _sample(f: InputFile, opts: TextOptions) -> tuple[bytes, list[tuple[int, int]]]:
+    """The first SAMPLE bytes and the spans of its rows that do not fail on their own."""
+    with open_input(f.path) as fh:
+        head = bytes(fh.read(SAMPLE))
+    sc = Scanner(opts)
+    rows = [sc.feed(head)] + ([sc.finish()] if len(head) < SAMPLE and not sc.open_quote() else [])
+    spans = [(int(s), int(e)) for r in rows for s, e, blank, bad in zip(r.start, r.end, r.blank, r.bad, strict=True)
+             if not blank and not bad]
+    return head, spans
+
+
+def _csv_sample(f: InputFile, opts: TextOptions, column_types: dict[str, pa.DataType] | None = None) -> pa.Table:
+    head, spans = _sample(f, opts)
+    if not spans or spans[0][0] != 0:
+        raise InputError(f"input {f.path}: the header line is unreadable (longer than {opts.max_line_bytes} "
+                         "bytes, or an unbalanced double quote)")
+    import pyarrow.csv as pc
+
+    sample = b"".join(head[s:e] if head[e - 1:e] == b"\n" else head[s:e] + b"\n" for s, e in spans)
+    parse = pc.ParseOptions(newlines_in_values=opts.newlines_in_values, invalid_row_handler=lambda row: "skip")
+    return pc.read_csv(pa.BufferReader(sample), parse_options=parse,
+                       read_options=pc.ReadOptions(block_size=len(sample) + 1),
+                       convert_options=pc.ConvertOptions(column_types=column_types or {}))
+
+
+def _text_schema(f: InputFile, fmt: str, opts: TextOptions) -> pa.Schema:
+    if fmt == "csv":
+        return _csv_sample(f, opts).schema
+    head, spans = _sample(f, opts)
+    import json
+
+    import pyarrow.json as pj
+
+    good = []
+    for s, e in spans:
+        try:
+            if isinstance(json.loads(head[s:e]), dict):
+                good.append(head[s:e].rstrip(b"\r\n") + b"\n")
+        except ValueError:
+            continue
+    if not good:
+        raise InputError(f"input {f.path}: no readable JSON object in its first {SAMPLE} bytes")
+    sample = b"".join(good)
+    try:
+        return pj.read_json(pa.BufferReader(sample), read_options=pj.ReadOptions(block_size=len(sample) + 1)).schema
+    except pa.ArrowInvalid:  # the sample's lines disagree on a type: the first line decides, others fail alone
+        return pj.read_json(pa.BufferReader(good[0])).schema
 
 
 def _kind(t: pa.DataType) -> str:
@@ -187,6 +233,46 @@ _MLFLOW_KIND = {
     "double": "number", "float": "number", "long": "number", "integer": "number",
     "boolean": "boolean", "string": "string", "datetime": "datetime", "binary": "binary",
 }
+
+
+NUMERIC_SHARE = 0.99  # a CSV column whose sampled values are numbers at least this often is numeric
+
+
+def relax_numbers(schema: pa.Schema, files: list[InputFile], fmt: str, text: TextOptions, signature) -> pa.Schema:
+    """CSV columns the model wants as numbers that type inference called strings because of a few
+    bad cells in the sample are read as float64: those cells then fail their rows alone, instead
+    of the whole job being refused. A column that is mostly text still is refused."""
+    if fmt != "csv" or signature is None or signature.inputs is None:
+        return schema
+    try:
+        wanted = {s.name for s in signature.inputs.inputs
+                  if _MLFLOW_KIND.get(str(getattr(s.type, "name", s.type)).lower()) == "number"}
+    except Exception:
+        return schema
+    cols = [f.name for f in schema if f.name in wanted and pa.types.is_string(f.type)]
+    if not cols:
+        return schema
+    numeric = set(cols)
+    for f in files:
+        table = _csv_sample(f, text.for_format(fmt), dict.fromkeys(cols, pa.string()))
+        for c in list(numeric):
+            values = [v for v in table.column(c).to_pylist() if v not in _NULLS]
+            ok = sum(1 for v in values if _is_number(v))
+            if not values or ok < NUMERIC_SHARE * len(values):
+                numeric.discard(c)
+    return pa.schema([pa.field(f.name, pa.float64()) if f.name in numeric else f for f in schema])
+
+
+_NULLS = {None, "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "N/A",
+          "NA", "NULL", "NaN", "n/a", "nan", "null"}  # Arrow's default null_values
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
 
 
 def check_signature(schema: pa.Schema, signature, keep_columns: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ class Committed:
     failed: int = 0
     retried: int = 0
     failed_batches: int = 0
+    blank_lines: int = 0
     out_offset: int = 0
     err_offset: int = 0
     finished: dict | None = None
@@ -61,6 +62,7 @@ class Journal:
                     c.failed += rec["failed"]
                     c.retried += 1 if rec.get("retried") else 0
                     c.failed_batches += 1 if rec["failed"] else 0
+                    c.blank_lines += rec.get("blank", 0)
                     c.out_offset = rec["out"]
                     c.err_offset = rec["err"]
                     for kind, err in (rec.get("first_errors") or {}).items():

@@ -1,18 +1,22 @@
 """Streaming, deterministic planning of mini-batches with stable ids.
 
 The driver never holds the input: CSV and JSON Lines files are scanned in fixed-size chunks for row
-ends (numpy, quote-aware for CSV), Parquet files are planned from their footer. Each mini-batch says
+ends (`batch.lines`: a row is a line unless `newlines_in_values`; blank lines are not rows; rows
+with an unbalanced quote or longer than `max_line_bytes` are listed in the mini-batch as failed,
+so that every row is accounted for), Parquet files are planned from their footer. Each mini-batch says
 where to read (file + row range + byte range), not what is there: the actors read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from batch.inputs import InputFile
+from batch.inputs import InputError, InputFile
+from batch.lines import OK, SUB, Rows, Scanner, TextOptions, reason
 from batch.storage import open_input, parquet_source
 
 CHUNK = 8 << 20
@@ -32,86 +36,153 @@ class MiniBatch:
     files: tuple[str, ...] = ()  # files mode
     weight: int = 0  # input bytes this batch stands for (progress)
     group: str | None = None  # Parquet: the row group it starts in (actors prefer to stay on one)
+    line: int = 0  # CSV/JSONL: the physical line (1-based) of the first row
+    blank: int = 0  # CSV/JSONL: blank lines in the byte range (not rows)
+    bad: tuple[tuple[int, int, int, int, str], ...] = ()  # rows failed by the planner: (row, line, bytes, why)
+    jumps: tuple[tuple[int, int], ...] = ()  # (row, line) where line numbers stop following row numbers
 
     @property
     def items(self) -> int:
         return len(self.files) if self.fmt == "files" else self.stop - self.start
 
 
-def _row_ends(path: str, skip_header: bool, quote_aware: bool) -> Iterator[tuple[np.ndarray, int]]:
-    """Yield (absolute offsets just past each row end, header end) chunk by chunk.
+def _text_rows(path: str, fmt: str, opts: TextOptions, header: list[int]) -> Iterator[tuple[Rows, int]]:
+    """Rows of a CSV or JSON Lines file, chunk by chunk, with the line a still-open quote began on
+    (0 if none). The CSV header is left out; `header[0]` is set to where the data starts."""
+    sc = Scanner(opts)
+    need_header = fmt == "csv"
+    header[0] = 0
 
-    A row ends at a newline outside double quotes (RFC 4180: "" inside a quoted field flips the
-    parity twice). A last row without a trailing newline ends at the end of the file.
-    """
-    header_end = 0 if not skip_header else -1
-    parity = 0
-    pos = 0
-    last_end = 0
+    def strip(r: Rows) -> Rows:
+        nonlocal need_header
+        if need_header and len(r):
+            need_header = False
+            if r.bad[0] != OK:
+                raise InputError(f"input {path}: the header line {reason(int(r.bad[0]), opts.max_line_bytes)}")
+            header[0] = int(r.end[0])
+            return Rows(r.start[1:], r.end[1:], r.line[1:], r.blank[1:], r.bad[1:])
+        return r
+
     with open_input(path) as fh:
         while True:
             chunk = fh.read(CHUNK)
             if not chunk:
                 break
-            arr = np.frombuffer(chunk, dtype=np.uint8)
-            nl = arr == 10
-            if quote_aware:
-                q = arr == 34
-                if q.any():
-                    par = (np.cumsum(q, dtype=np.int64) + parity) & 1
-                    parity = int(par[-1])
-                    nl &= par == 0
-                elif parity:
-                    nl[:] = False
-            ends = np.flatnonzero(nl).astype(np.int64) + pos + 1
-            if header_end < 0 and len(ends):
-                header_end = int(ends[0])
-                ends = ends[1:]
-            if len(ends):
-                last_end = int(ends[-1])
-            pos += len(chunk)
-            yield ends, max(header_end, 0)
-        if header_end < 0:
-            header_end = pos
-        if pos > max(last_end, header_end):
-            # trailing row without newline, unless it is only whitespace
-            fh.seek(max(last_end, header_end))
-            if fh.read().strip():
-                yield np.array([pos], dtype=np.int64), header_end
+            for i in range(0, len(chunk), SUB):  # small blocks: the row arrays stay small too
+                yield strip(sc.feed(chunk[i:i + SUB])), 0
+        if not sc.open_quote():
+            yield strip(sc.finish()), 0
+            return
+        tail = sc.rescan_tail()
+        open_line = tail.row_line
+        fh.seek(tail.pos)
+        while True:
+            chunk = fh.read(CHUNK)
+            if not chunk:
+                break
+            for i in range(0, len(chunk), SUB):
+                yield strip(tail.feed(chunk[i:i + SUB])), open_line
+        yield strip(tail.finish()), open_line
 
 
-def _plan_text(f: InputFile, fmt: str, rows: int | None, nbytes: int | None, seq: int) -> Iterator[MiniBatch]:
-    row = 0  # rows seen in this file
-    mb_row = 0
-    mb_byte = -1
-    for ends, header_end in _row_ends(f.path, skip_header=(fmt == "csv"), quote_aware=(fmt == "csv")):
-        if mb_byte < 0:
-            mb_byte = header_end
-        i = 0
-        n = len(ends)
-        while i < n:
+@dataclass
+class _Acc:
+    """The mini-batch being filled."""
+
+    start: int  # first row
+    byte_start: int
+    count: int = 0
+    line: int = 0
+    blank: int = 0
+    byte_stop: int = 0
+    prev_line: int = -2
+    bad: list[tuple[int, int, int, int, str]] = field(default_factory=list)
+    jumps: list[tuple[int, int]] = field(default_factory=list)
+
+    def add(self, r: Rows, p0: int, p1: int, nb: np.ndarray, why: Callable[[int], str]) -> None:
+        """Chunk rows [p0, p1), whose non-blank ones are at positions `nb`."""
+        self.blank += (p1 - p0) - len(nb)
+        if not len(nb):
+            return
+        lines = r.line[nb]
+        prevs = np.empty_like(lines)
+        prevs[0] = self.prev_line
+        prevs[1:] = lines[:-1]
+        jumps = np.flatnonzero(lines != prevs + 1)
+        for k in jumps.tolist():
+            self.jumps.append((self.start + self.count + k, int(lines[k])))
+        if not self.count:
+            self.line = int(lines[0])
+        bad = np.flatnonzero(r.bad[nb])
+        for k in bad.tolist():
+            pos = int(nb[k])
+            self.bad.append((self.start + self.count + k, int(r.line[pos]), int(r.start[pos]), int(r.end[pos]),
+                             why(int(r.bad[pos]))))
+        self.prev_line = int(lines[-1])
+        self.count += len(nb)
+        self.byte_stop = int(r.end[nb[-1]])
+
+    def batch(self, seq: int, f: InputFile, fmt: str, byte_stop: int) -> MiniBatch:
+        stop = self.start + self.count
+        return MiniBatch(seq, f"{f.name}:{self.start}-{stop}", fmt, f.path, f.name, self.start, stop,
+                         self.byte_start, byte_stop, weight=byte_stop - self.byte_start, line=self.line,
+                         blank=self.blank, bad=tuple(self.bad), jumps=tuple(self.jumps))
+
+
+def _plan_text(f: InputFile, fmt: str, rows: int | None, nbytes: int | None, seq: int,
+               opts: TextOptions) -> Iterator[MiniBatch]:
+    o = opts.for_format(fmt)
+    header = [0]
+    acc: _Acc | None = None
+    pending: MiniBatch | None = None
+    for r, open_line in _text_rows(f.path, fmt, o, header):
+        if acc is None:
+            acc = _Acc(0, header[0])
+
+        def why(code: int, open_line: int = open_line) -> str:
+            return reason(code, o.max_line_bytes, open_line)
+
+        n = len(r)
+        nbp = np.flatnonzero(~r.blank)
+        ends_nb = r.end[nbp]
+        k = p = 0
+        while k < len(nbp):
             if rows is not None:
-                need = mb_row + rows - row  # rows to complete the current batch
-                if n - i < need:
-                    row += n - i
-                    break
-                j = i + need - 1
+                k_end = k + rows - acc.count - 1
             else:
                 assert nbytes is not None
-                j = int(np.searchsorted(ends[i:], mb_byte + nbytes, side="left")) + i
-                if j >= n:
-                    row += n - i
-                    break
-            stop_byte = int(ends[j])
-            row += j - i + 1
-            yield MiniBatch(seq, f"{f.name}:{mb_row}-{row}", fmt, f.path, f.name, mb_row, row,
-                            mb_byte, stop_byte, weight=stop_byte - mb_byte)
+                k_end = max(k, int(np.searchsorted(ends_nb, acc.byte_start + nbytes, side="left")))
+            if k_end >= len(nbp):
+                break
+            p_end = int(nbp[k_end]) + 1
+            acc.add(r, p, p_end, nbp[k:k_end + 1], why)
+            if pending is not None:
+                yield pending
+            pending = acc.batch(seq, f, fmt, acc.byte_stop)
             seq += 1
-            mb_row, mb_byte = row, stop_byte
-            i = j + 1
-    if row > mb_row:
-        yield MiniBatch(seq, f"{f.name}:{mb_row}-{row}", fmt, f.path, f.name, mb_row, row,
-                        mb_byte, f.size, weight=f.size - mb_byte)
+            acc = _Acc(acc.start + acc.count, acc.byte_stop)
+            k, p = k_end + 1, p_end
+        acc.add(r, p, n, nbp[k:], why)
+    if acc is not None and acc.count:
+        if pending is not None:
+            yield pending
+        pending = acc.batch(seq, f, fmt, f.size)
+    elif acc is not None and pending is not None and acc.blank:
+        pending = replace(pending, blank=pending.blank + acc.blank, byte_stop=f.size,
+                          weight=f.size - pending.byte_start)
+    if pending is not None:
+        yield pending
+
+
+def line_of(mb: MiniBatch, row: int) -> int | None:
+    """The 1-based physical line a row of a CSV or JSON Lines mini-batch starts on."""
+    if not mb.jumps:
+        return None
+    k = bisect_right([j[0] for j in mb.jumps], row) - 1
+    if k < 0:
+        return None
+    jr, jl = mb.jumps[k]
+    return jl + (row - jr)
 
 
 def _plan_parquet(f: InputFile, rows: int | None, nbytes: int | None, seq: int) -> Iterator[MiniBatch]:
@@ -135,7 +206,7 @@ def _plan_parquet(f: InputFile, rows: int | None, nbytes: int | None, seq: int) 
 
 
 def plan(files: list[InputFile], mode: str, fmt: str | None, rows: int | None,
-         nbytes: int | None) -> Iterator[MiniBatch]:
+         nbytes: int | None, text: TextOptions | None = None) -> Iterator[MiniBatch]:
     """All mini-batches of the job, in output order, one at a time."""
     seq = 0
     if mode == "files":
@@ -153,7 +224,8 @@ def plan(files: list[InputFile], mode: str, fmt: str | None, rows: int | None,
         return
     assert fmt is not None
     for f in files:
-        gen = _plan_parquet(f, rows, nbytes, seq) if fmt == "parquet" else _plan_text(f, fmt, rows, nbytes, seq)
+        gen = (_plan_parquet(f, rows, nbytes, seq) if fmt == "parquet"
+               else _plan_text(f, fmt, rows, nbytes, seq, text or TextOptions()))
         for mb in gen:
             yield mb
             seq = mb.seq + 1

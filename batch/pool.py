@@ -36,11 +36,29 @@ def start_ray(address: str | None, debug: bool) -> tuple[bool, str]:
     common: dict[str, Any] = {"logging_level": logging.DEBUG if debug else logging.WARNING,
                               "log_to_driver": debug, "configure_logging": True}
     if address:
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as exc:
+            raise ConnectionError(_why_refused(address, exc)) from exc
     else:
         ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                  _node_ip_address="127.0.0.1", **common)
     return True, _address(address)
+
+
+def _why_refused(address: str, exc: BaseException) -> str:
+    """Ray's own message names no reason; a token refusal is the common one on a secured cluster."""
+    import ray.exceptions
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        # Ray wraps the refusal in a RuntimeError that carries it only as text
+        if isinstance(cause, ray.exceptions.AuthenticationError) or "InvalidAuthToken" in str(cause):
+            return (f"the Ray cluster at {address} refused this driver's token (token authentication): give "
+                    "the driver the cluster's token (RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH or "
+                    "RAY_AUTH_TOKEN, as on the cluster's nodes)")
+        cause = cause.__cause__ or cause.__context__
+    return f"cannot join the Ray cluster at {address} (is it running, and reachable from here?)"
 
 
 def _address(asked: str | None) -> str:
@@ -71,7 +89,10 @@ class Pool:
     def __init__(self, cfg: WorkerConfig, size: int, spread: bool) -> None:
         import ray
 
-        self.cfg = cfg
+        from batch.ship import attach, wanted
+
+        # on a cluster, actors may run where the driver's model cache does not exist: ship the folders
+        self.cfg = attach(cfg) if wanted(on_cluster=spread) else cfg
         self.size = size
         self.spread = spread
         self._cls = ray.remote(ScoringWorker)

@@ -5,8 +5,10 @@ bounded by the pool (backpressure: the planner is pulled only when an actor has 
 actor never waits for the driver between two pieces. The timeout clock of a piece starts when it
 reaches the head of its actor's lane, not when it was submitted. A piece that raises is
 retried up to `max_retries` times, then split in halves, recursively, down to single rows, so that
-only rows that fail on their own are failed. A piece that runs past the timeout has its actor
-killed and replaced, and is retried; after its retries it fails whole (no splitting).
+only rows that fail on their own are failed. Rows that fail to parse come back failed with their
+line, column and value from the actor, which read the rest: they are never split. A piece that
+runs past the timeout has its actor killed and replaced, and is retried; after its retries it
+fails whole (no splitting).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Counters:
     timeouts: int = 0
     actor_deaths: int = 0
     splits: int = 0
+    blank_lines: int = 0
     failed_seen: int = 0  # failed items, including those of mini-batches not finished yet
     first_errors: dict[str, dict] = field(default_factory=dict)
     unfinished: list[Result] = field(default_factory=list)  # failures of unfinished mini-batches at a stop
@@ -72,12 +75,13 @@ class Stop(Exception):
 
 def run_schedule(plan: Iterator[MiniBatch], pool: Pool, writer: OrderedWriter, *, tabular: bool,
                  max_retries: int, timeout: float, threshold: int, failed_before: int,
-                 should_stop: Callable[[], bool], on_commit: Callable[[list[Result], Counters], None]
-                 ) -> tuple[str, Counters]:
-    """Returns ('done' | 'threshold' | 'interrupted', counters of this run)."""
+                 should_stop: Callable[[], bool], on_commit: Callable[[list[Result], Counters], None],
+                 counters: Counters | None = None) -> tuple[str, Counters]:
+    """Returns ('done' | 'threshold' | 'interrupted', counters of this run). The counters are
+    `counters` when given, so that the caller still has them if a write error ends the loop."""
     import ray
 
-    c = Counters()
+    c = counters if counters is not None else Counters()
     lanes: dict[Any, deque[Any]] = {a: deque() for a in pool.actors}  # actor -> refs in flight, in order
     busy: dict[Any, tuple[Any, _Task]] = {}  # ref -> (actor, task)
     head_since: dict[Any, float] = {}  # ref at the head of its lane -> when it started running
@@ -112,29 +116,47 @@ def run_schedule(plan: Iterator[MiniBatch], pool: Pool, writer: OrderedWriter, *
         last_group[actor] = mb.group
         return mb
 
-    def fail(task: _Task, error: str, kind: str) -> None:
+    def row_failures(task: _Task, found: list[dict] | None) -> set[int]:
+        """Rows of the piece that failed to parse: failed on their own, with line, column, value."""
+        rows: set[int] = set()
+        for f in found or []:
+            task.st.failures.append(Failure(f["error"], "ParseError", f["row"], f["row"] + 1, line=f.get("line"),
+                                            column=f.get("column"), value=f.get("value"), parse=True))
+            rows.add(f["row"])
+            c.first_errors.setdefault("ParseError", {"mini_batch": task.st.mb.id, "row": f["row"],
+                                                     "line": f.get("line"), "error": f["error"]})
+        c.failed_seen += len(rows)
+        return rows
+
+    def fail(task: _Task, error: str, kind: str, parsed: list[dict] | None = None) -> None:
         mb = task.st.mb
         if mb.fmt == "files":
             task.st.failures.append(Failure(error, kind, files=mb.files[task.lo:task.hi]))
+            c.failed_seen += task.hi - task.lo
         else:
-            task.st.failures.append(Failure(error, kind, task.lo, task.hi))
+            skip = row_failures(task, parsed)
+            lo = task.lo
+            for row in [*sorted(skip), task.hi]:  # the other rows of the piece share the error
+                if row > lo:
+                    task.st.failures.append(Failure(error, kind, lo, row))
+                    c.failed_seen += row - lo
+                lo = row + 1
         task.st.done += task.hi - task.lo
-        c.failed_seen += task.hi - task.lo
         c.first_errors.setdefault(kind, {"mini_batch": mb.id, "error": error})
         finish_if_done(task.st)
 
-    def retry_or(task: _Task, error: str, kind: str, splittable: bool) -> None:
+    def retry_or(task: _Task, error: str, kind: str, splittable: bool, parsed: list[dict] | None = None) -> None:
         if task.attempt < max_retries and not task.split:
             task.st.retried = True
             c.retries += 1
             queue.append(_Task(task.st, task.lo, task.hi, task.attempt + 1))
-        elif splittable and tabular and task.hi - task.lo > 1:
+        elif splittable and tabular and task.hi - task.lo - len(parsed or []) > 1:
             c.splits += 1
             mid = (task.lo + task.hi) // 2
             queue.appendleft(_Task(task.st, mid, task.hi, task.attempt, True))
             queue.appendleft(_Task(task.st, task.lo, mid, task.attempt, True))
         else:
-            fail(task, error, kind)
+            fail(task, error, kind, parsed)
 
     def finish_if_done(st: _State) -> None:
         if st.done < st.mb.items:
@@ -146,8 +168,10 @@ def run_schedule(plan: Iterator[MiniBatch], pool: Pool, writer: OrderedWriter, *
         if tables:
             table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
         st.failures.sort(key=lambda f: (f.start, f.files))
-        r = Result(st.mb.seq, st.mb.id, st.mb.name, st.mb.items, table, st.failures, st.retried)
+        r = Result(st.mb.seq, st.mb.id, st.mb.name, st.mb.items, table, st.failures, st.retried, st.mb,
+                   st.mb.blank)
         c.batches += 1
+        c.blank_lines += st.mb.blank
         c.items += st.mb.items
         c.items_failed += r.failed
         c.weight_done += st.mb.weight
@@ -162,7 +186,7 @@ def run_schedule(plan: Iterator[MiniBatch], pool: Pool, writer: OrderedWriter, *
         for st in sorted(open_states.values(), key=lambda s: s.mb.seq):
             if st.failures:
                 c.unfinished.append(Result(st.mb.seq, st.mb.id, st.mb.name, st.mb.items, None,
-                                           sorted(st.failures, key=lambda f: (f.start, f.files))))
+                                           sorted(st.failures, key=lambda f: (f.start, f.files)), mb=st.mb))
         return outcome, c
 
     def lose_actor(actor: Any, error: str, kind: str) -> None:
@@ -241,12 +265,14 @@ def run_schedule(plan: Iterator[MiniBatch], pool: Pool, writer: OrderedWriter, *
             if lane and lane[0] not in head_since:
                 head_since[lane[0]] = time.monotonic()
             if res["ok"]:
-                task.st.pieces.append((task.lo, res["table"]))
+                if res["table"] is not None:
+                    task.st.pieces.append((task.lo, res["table"]))
+                row_failures(task, res.get("row_failures"))
                 task.st.done += task.hi - task.lo
                 finish_if_done(task.st)
             else:
                 log.debug("mini-batch %s rows %d-%d raised %s", task.st.mb.id, task.lo, task.hi, res["error"])
-                retry_or(task, res["error"], res["kind"], True)
+                retry_or(task, res["error"], res["kind"], res.get("splittable", True), res.get("row_failures"))
         now = time.monotonic()
         for ref, since in list(head_since.items()):
             if ref in busy and now - since > timeout:

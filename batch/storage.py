@@ -23,11 +23,12 @@ def open_input(path: str) -> IO[bytes] | Any:
     return filesystem.open_input_file(inner)
 
 
-def first_line(path: str) -> bytes:
-    """The first line with its newline (pyarrow's readers have no readline)."""
+def first_line(path: str, limit: int = 1 << 24) -> bytes:
+    """The first line with its newline (pyarrow's readers have no readline); at most `limit` bytes
+    are read, so a file without newlines cannot fill memory."""
     buf = b""
     with open_input(path) as fh:
-        while True:
+        while len(buf) <= limit:
             chunk = fh.read(1 << 16)
             if not chunk:
                 return buf
@@ -35,6 +36,7 @@ def first_line(path: str) -> bytes:
             if cut >= 0:
                 return buf + chunk[: cut + 1]
             buf += chunk
+    raise ValueError(f"{path}: the first line is longer than {limit} bytes")
 
 
 def parquet_source(path: str) -> Any:

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from batch.lines import TextOptions
+from batch.parse import InputChanged, Read, TextReader
 from batch.plan import MiniBatch
-from batch.storage import first_line, open_input, parquet_source
+from batch.storage import first_line, parquet_source
 
 
 @dataclass
@@ -33,6 +35,10 @@ class WorkerConfig:
     script: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     log_level: str = "info"
+    text: TextOptions = field(default_factory=TextOptions)  # how CSV / JSON Lines split into rows
+    # on a cluster, the model and code folders travel through the object store (batch/ship.py)
+    model_shipped: Any = None
+    code_shipped: Any = None
 
 
 class ScoringWorker:
@@ -47,11 +53,12 @@ class ScoringWorker:
         self._headers: dict[str, bytes] = {}
         self._parquet: OrderedDict[str, Any] = OrderedDict()
         self._groups: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
-        self._last: tuple[str, pa.Table] | None = None
+        self._last: tuple[str, Read] | None = None
         self.init_error: str | None = None
         try:
             from scorer.scoring_script import add_code_path, load_scoring_script
 
+            cfg = self.cfg = _local_folders(cfg)
             if cfg.code_dir and cfg.script:
                 model_dir = cfg.resolved.local_path if cfg.resolved is not None else None
                 self.script = load_scoring_script(Path(cfg.code_dir), cfg.script, model_dir)
@@ -76,32 +83,16 @@ class ScoringWorker:
     def _header(self, path: str) -> bytes:
         h = self._headers.get(path)
         if h is None:
-            h = first_line(path)
+            h = first_line(path, self.cfg.text.max_line_bytes)
             if not h.endswith(b"\n"):
                 h += b"\n"
             self._headers[path] = h
         return h
 
-    def _read_csv(self, mb: MiniBatch) -> pa.Table:
-        import pyarrow.csv as pc
-
-        data = _byte_range(mb)
-        schema = self.cfg.schema
-        assert schema is not None
-        types = {f.name: (pa.string() if pa.types.is_null(f.type) else f.type) for f in schema}
-        convert = pc.ConvertOptions(column_types=types, include_columns=self.cfg.read_columns or [])
-        return pc.read_csv(pa.BufferReader(self._header(mb.path) + data), convert_options=convert)
-
-    def _read_jsonl(self, mb: MiniBatch) -> pa.Table:
-        import pyarrow.json as pj
-
-        data = _byte_range(mb)
-        schema = self.cfg.schema
-        assert schema is not None
-        fields = [pa.field(f.name, pa.string() if pa.types.is_null(f.type) else f.type) for f in schema]
-        opts = pj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
-        table = pj.read_json(pa.BufferReader(data), parse_options=opts)
-        return table.select(self.cfg.read_columns) if self.cfg.read_columns else table
+    def _read_text(self, mb: MiniBatch) -> Read:
+        assert self.cfg.schema is not None and mb.fmt in ("csv", "jsonl")
+        reader = TextReader(mb.fmt, self.cfg.schema, self.cfg.read_columns, self.cfg.text.for_format(mb.fmt))
+        return reader.read(mb, self._header(mb.path) if mb.fmt == "csv" else b"")
 
     def _read_parquet(self, mb: MiniBatch) -> pa.Table:
         import pyarrow.parquet as pq
@@ -130,20 +121,18 @@ class ScoringWorker:
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         return table.slice(mb.start - int(offsets[first]), mb.stop - mb.start)
 
-    def _read(self, mb: MiniBatch) -> pa.Table:
+    def _read(self, mb: MiniBatch) -> Read:
         if self._last is not None and self._last[0] == mb.id:
             return self._last[1]
         if mb.fmt == "parquet":
-            table = self._read_parquet(mb)
-        elif mb.fmt == "csv":
-            table = self._read_csv(mb)
+            read = Read(self._read_parquet(mb), np.arange(mb.start, mb.stop, dtype=np.int64))
         else:
-            table = self._read_jsonl(mb)
-        if table.num_rows != mb.stop - mb.start:
-            raise ValueError(f"read {table.num_rows} rows where the plan expected {mb.stop - mb.start} "
-                             "(blank lines or a malformed row?)")
-        self._last = (mb.id, table)
-        return table
+            read = self._read_text(mb)
+        if read.table.num_rows + len(read.failures) != mb.stop - mb.start:
+            raise InputChanged(f"read {read.table.num_rows} rows and {len(read.failures)} failed ones where "
+                               f"the plan found {mb.stop - mb.start}")
+        self._last = (mb.id, read)
+        return read
 
     # --- scoring -------------------------------------------------------------------------------
 
@@ -157,29 +146,60 @@ class ScoringWorker:
                 cols = _shape(out, len(paths))
                 table = pa.table({"file": pa.array(paths, pa.string()), **cols})
             else:
-                data = self._read(mb).slice(lo - mb.start, hi - lo)
+                try:
+                    read = self._read(mb)
+                except Exception as exc:  # the input itself: retried, never split (every half would fail)
+                    return {**_error(exc, t0), "splittable": False}
+                a, b = (int(x) for x in np.searchsorted(read.rows, [lo, hi]))
+                failed = [f for f in read.failures if lo <= f["row"] < hi]
+                if b == a:
+                    return {"ok": True, "table": None, "row_failures": failed,
+                            "seconds": time.perf_counter() - t0, "pid": os.getpid()}
+                data = read.table.slice(a, b - a)
                 n = data.num_rows
-                frame_cols = self.cfg.model_columns or [c for c in data.column_names
-                                                        if c not in self.cfg.keep_columns]
-                df = data.select(frame_cols).to_pandas()
-                out = self.script.run(df) if self.script is not None else self.model.predict(df)
-                cols = _shape(out, n)
+                try:
+                    frame_cols = self.cfg.model_columns or [c for c in data.column_names
+                                                            if c not in self.cfg.keep_columns]
+                    df = data.select(frame_cols).to_pandas()
+                    out = self.script.run(df) if self.script is not None else self.model.predict(df)
+                    cols = _shape(out, n)
+                except Exception as exc:
+                    return {**_error(exc, t0), "row_failures": failed}
                 arrays: dict[str, Any] = {
                     "file": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
                                                            pa.array([mb.name])).cast(pa.string()),
-                    "row": pa.array(np.arange(lo, hi, dtype=np.int64)),
+                    "row": pa.array(read.rows[a:b]),
                 }
                 for c in self.cfg.keep_columns:
                     arrays[c] = data.column(c)
                 for k, v in cols.items():
                     arrays[k if k not in arrays else f"prediction_{k}"] = v
-                table = pa.table(arrays)
+                return {"ok": True, "table": pa.table(arrays), "row_failures": failed,
+                        "seconds": time.perf_counter() - t0, "pid": os.getpid()}
             return {"ok": True, "table": table, "seconds": time.perf_counter() - t0, "pid": os.getpid()}
         except Exception as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return {"ok": False, "error": f"{type(exc).__name__}: {msg}"[:2000], "kind": type(exc).__name__,
-                    "trace": traceback.format_exc()[-4000:], "seconds": time.perf_counter() - t0,
-                    "pid": os.getpid()}
+            return _error(exc, t0)
+
+
+def _local_folders(cfg: WorkerConfig) -> WorkerConfig:
+    """The config with shipped model and code folders unpacked on this node (the driver's paths may
+    not exist here)."""
+    import dataclasses
+
+    from batch.ship import unpack
+
+    changes: dict[str, Any] = {}
+    if cfg.model_shipped is not None and cfg.resolved is not None:
+        changes["resolved"] = dataclasses.replace(cfg.resolved, local_path=unpack(cfg.model_shipped))
+    if cfg.code_shipped is not None and cfg.code_dir:
+        changes["code_dir"] = str(unpack(cfg.code_shipped))
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def _error(exc: Exception, t0: float) -> dict:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return {"ok": False, "error": f"{type(exc).__name__}: {msg}"[:2000], "kind": type(exc).__name__,
+            "trace": traceback.format_exc()[-4000:], "seconds": time.perf_counter() - t0, "pid": os.getpid()}
 
 
 def _shape(out: Any, n: int) -> dict[str, Any]:
@@ -216,9 +236,3 @@ def _shape(out: Any, n: int) -> dict[str, Any]:
         return {f"prediction_{i}": pa.array(arr[:, i]) for i in range(arr.shape[1])}
     return {"prediction": pa.array([str(x.tolist()) for x in arr])}
 
-
-def _byte_range(mb: MiniBatch) -> bytes:
-    """The raw bytes of a CSV or JSON Lines mini-batch, as the planner bounded them."""
-    with open_input(mb.path) as fh:
-        fh.seek(mb.byte_start)
-        return bytes(fh.read(mb.byte_stop - mb.byte_start))

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from batch.journal import Committed, Journal
+from batch.plan import MiniBatch, line_of
 
 
 @dataclass
@@ -31,6 +33,10 @@ class Failure:
     start: int = 0
     stop: int = 0
     files: tuple[str, ...] = ()
+    line: int | None = None  # a parse failure (one row): where, which column, what value
+    column: str | None = None
+    value: str | None = None
+    parse: bool = False
 
 
 @dataclass
@@ -42,6 +48,8 @@ class Result:
     table: pa.Table | None
     failures: list[Failure] = field(default_factory=list)
     retried: bool = False
+    mb: MiniBatch | None = None
+    blank: int = 0
 
     @property
     def failed(self) -> int:
@@ -57,6 +65,25 @@ class _Pending:
     spill: Path | None
     failures: list[Failure]
     retried: bool
+    mb: MiniBatch | None
+    blank: int
+
+
+class OutputWriteError(Exception):
+    """The output folder could not be written (disk full, I/O error): exit 3, resumable."""
+
+
+class AccountingError(Exception):
+    """A mini-batch's output rows and failed rows do not add up to its input rows."""
+
+
+@contextlib.contextmanager
+def writing(out_dir: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        where = getattr(exc, "filename", None) or out_dir
+        raise OutputWriteError(f"cannot write {where}: {exc.strerror or exc}") from exc
 
 
 class OrderedWriter:
@@ -90,12 +117,21 @@ class OrderedWriter:
 
     def add(self, r: Result) -> list[Result]:
         """Hand over one finished mini-batch; returns the results committed now (maybe none)."""
+        rows = r.table.num_rows if r.table is not None else 0
+        if rows + r.failed != r.items:
+            raise AccountingError(f"mini-batch {r.id}: {rows} output rows and {r.failed} failed rows for "
+                                  f"{r.items} input rows")
+        with writing(self.out_dir):
+            return self._add(r)
+
+    def _add(self, r: Result) -> list[Result]:
         if r.seq != self.next_seq:
             spill = None
             if r.table is not None and self.output is not None:
                 spill = self.pending_dir / f"{r.seq}.arrow"
                 _write_ipc(spill, r.table)
-            self._pending[r.seq] = _Pending(r.seq, r.id, r.name, r.items, spill, r.failures, r.retried)
+            self._pending[r.seq] = _Pending(r.seq, r.id, r.name, r.items, spill, r.failures, r.retried, r.mb,
+                                            r.blank)
             self.max_pending = max(self.max_pending, len(self._pending))
             return []
         done = [r]
@@ -106,7 +142,7 @@ class OrderedWriter:
             if p.spill is not None and self.fmt == "csv":
                 with pa.memory_map(str(p.spill)) as src:
                     table = pa.ipc.open_file(src).read_all()
-            res = Result(p.seq, p.id, p.name, p.items, table, p.failures, p.retried)
+            res = Result(p.seq, p.id, p.name, p.items, table, p.failures, p.retried, p.mb, p.blank)
             self._commit(res, p.spill)
             done.append(res)
         return done
@@ -141,7 +177,7 @@ class OrderedWriter:
             self._err.write(("\n".join(_error_lines(r)) + "\n").encode())
             self._err.flush()
         self.journal.commit({
-            "seq": r.seq, "id": r.id, "items": r.items, "failed": r.failed, "retried": r.retried,
+            "seq": r.seq, "id": r.id, "items": r.items, "failed": r.failed, "retried": r.retried, "blank": r.blank,
             "out": self._out.tell() if self._out is not None else 0, "err": self._err.tell(),
             **({"first_errors": first_errors} if first_errors else {}),
         })
@@ -150,14 +186,19 @@ class OrderedWriter:
     def dump_unfinished(self, results: list[Result]) -> None:
         """At a threshold stop: failed items of mini-batches that never finished, not journaled
         (a resume cuts them off and scores those mini-batches again)."""
-        for r in results:
-            lines = _error_lines(r)
-            if lines:
-                self._err.write(("\n".join(lines) + "\n").encode())
-        self._err.flush()
+        with writing(self.out_dir):
+            for r in results:
+                lines = _error_lines(r)
+                if lines:
+                    self._err.write(("\n".join(lines) + "\n").encode())
+            self._err.flush()
 
     def finish(self) -> None:
         """Close files; assemble the Parquet output from its segments (tmp file, then rename)."""
+        with writing(self.out_dir):
+            self._finish()
+
+    def _finish(self) -> None:
         if self._out is not None:
             self._out.close()
             self._out = None
@@ -187,12 +228,13 @@ class OrderedWriter:
         shutil.rmtree(self.pending_dir, ignore_errors=True)
 
     def close(self) -> None:
-        """Stop without finishing (interrupted or failed): committed work stays for --resume."""
-        if self._out is not None:
-            self._out.close()
-            self._out = None
-        if not self._err.closed:
-            self._err.close()
+        """Stop without finishing (interrupted or failed): committed work stays for --resume. Never
+        raises: after a write error, the unflushed tail is cut off by the resume anyway."""
+        for fh in (self._out, self._err):
+            if fh is not None and not fh.closed:
+                with contextlib.suppress(OSError):
+                    fh.close()
+        self._out = None
         shutil.rmtree(self.pending_dir, ignore_errors=True)
 
 
@@ -214,7 +256,12 @@ def _error_lines(r: Result) -> list[str]:
     for f in r.failures:
         if f.files:
             lines.extend(json.dumps({"mini_batch": r.id, "file": p, "error": f.error}) for p in f.files)
+        elif f.parse:
+            lines.append(json.dumps({"mini_batch": r.id, "file": r.name, "row": f.start, "line": f.line,
+                                     "column": f.column, "value": f.value, "error": f.error}))
         else:
-            lines.extend(json.dumps({"mini_batch": r.id, "file": r.name, "row": i, "error": f.error})
+            lines.extend(json.dumps({"mini_batch": r.id, "file": r.name, "row": i,
+                                     **({"line": line_of(r.mb, i)} if r.mb is not None and r.mb.jumps else {}),
+                                     "error": f.error})
                          for i in range(f.start, f.stop))
     return lines

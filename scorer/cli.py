@@ -1,9 +1,8 @@
-"""`scorer` command line: one parser for the whole contract; serving and batch load lazily."""
+"""`scorer` command line: one parser for the whole contract; each command imports its side."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +13,7 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check YAML files; print the resolved spec or every error")
     v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("--offline", action="store_true", help="check the files only; do not look models up")
 
     s = sub.add_parser("serve", help="serve an endpoint")
     s.add_argument("endpoint", metavar="ENDPOINT.yaml")
@@ -21,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--log-format", choices=["text", "json"], default="text")
+    s.add_argument("--ssl-certfile", default=None, help="serve HTTPS: PEM certificate (with --ssl-keyfile)")
+    s.add_argument("--ssl-keyfile", default=None, help="serve HTTPS: PEM private key (with --ssl-certfile)")
 
     t = sub.add_parser("traffic", help="change traffic on a running server")
     t.add_argument("url")
@@ -35,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
 
     b = sub.add_parser("batch", help="score files with a batch deployment on Ray")
-    b.add_argument("deployment", metavar="DEPLOYMENT.yaml")
+    b.add_argument("files", nargs="+", metavar="[BATCH_ENDPOINT.yaml] DEPLOYMENT.yaml",
+                   help="the batch deployment, optionally after Azure's batch endpoint file")
     b.add_argument("--input", action="append", required=True, metavar="PATH|GLOB")
     b.add_argument("--output", required=True, metavar="DIR")
     b.add_argument("--address", default=None, metavar="auto|HOST:PORT|ray://HOST:PORT")
@@ -44,12 +47,19 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--overwrite", action="store_true")
     b.add_argument("--keep-columns", default=None, metavar="a,b")
 
+    from scorer.render.command import add_parser as add_render
+
+    add_render(sub)
+
     bench = sub.add_parser("bench", help="load-test an endpoint with locust")
     bench.add_argument("target", metavar="ENDPOINT.yaml|URL")
     bench.add_argument("--data", default=None)
     bench.add_argument("--compare-mlflow", action="store_true")
-    bench.add_argument("--users", default="1,8,32,64")
+    bench.add_argument("--users", default=None,
+                       help="default 1,8,32,64, each capped at a YAML target's admission bound")
     bench.add_argument("--duration", type=float, default=20)
+    bench.add_argument("--max-failure-pct", type=float, default=1.0,
+                       help="flag a level (exit 1) above this percent of non-2xx answers, 429 included")
     bench.add_argument("--output", default="bench-results")
     return p
 
@@ -62,28 +72,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         from scorer.validate import run_validate
 
-        return run_validate(args.files)
+        return run_validate(args.files, offline=args.offline)
+    # Imported here, not at the top, so that `scorer validate` does not pay for Starlette or Ray.
+    # A missing dependency underneath is a real error and surfaces as one.
     if args.command in ("serve", "traffic", "scale", "token"):
-        try:
-            serving_cli = importlib.import_module("serving.cli")
-        except ImportError:
-            print(f"scorer {args.command}: the online server is not part of this build yet", file=sys.stderr)
-            return 2
-        return int(getattr(serving_cli, f"run_{args.command}")(args))
+        import serving.cli
+
+        return int(getattr(serving.cli, f"run_{args.command}")(args))
     if args.command == "batch":
-        try:
-            batch_cli = importlib.import_module("batch.cli")
-        except ImportError:
-            print("scorer batch: the batch runner is not part of this build yet", file=sys.stderr)
-            return 2
-        return int(batch_cli.run_batch(args))
+        import batch.cli
+
+        return int(batch.cli.run_batch(args))
+    if args.command == "render":
+        from scorer.render.command import run_render
+
+        return run_render(args)
     if args.command == "bench":
-        try:
-            bench = importlib.import_module("scorer.bench")
-        except ImportError:
-            print("scorer bench: not part of this build yet", file=sys.stderr)
-            return 2
-        return int(bench.run_bench(args))
+        import scorer.bench
+
+        return int(scorer.bench.run_bench(args))
     return 2
 
 

@@ -7,7 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from scorer.spec import BatchDeployment, Endpoint, Loaded, OnlineDeployment, SpecError, load_any
+from scorer.spec import BatchDeployment, Endpoint, Loaded, OnlineDeployment, SpecError
+from scorer.spec.loader import detect_kind, load_doc
+from scorer.spec.models import BatchEndpoint
+from scorer.spec.problems import Problem
+from scorer.spec.yamlfile import YamlDoc, read_yaml
 
 
 def _deployment_lines(dep: OnlineDeployment, indent: str) -> list[str]:
@@ -54,16 +58,24 @@ def _batch_lines(dep: BatchDeployment) -> list[str]:
 
 def summary(loaded: Loaded) -> list[str]:
     spec = loaded.spec
-    if isinstance(spec, Endpoint):
+    if isinstance(spec, BatchEndpoint):
+        default = spec.defaults.deployment_name
+        lines = [f"batch endpoint {spec.name!r}: auth {spec.auth_mode}"
+                 + (f", default deployment {default!r}" if default else "")]
+    elif isinstance(spec, Endpoint):
         lines = [f"endpoint {spec.name!r}: auth {spec.auth_mode}"]
-        lines.append("  traffic: " + ", ".join(f"{k} {v}%" for k, v in spec.traffic.items()))
+        if spec.deployments:
+            lines.append("  traffic: " + ", ".join(f"{k} {v}%" for k, v in spec.traffic.items()))
+        else:
+            lines.append("  no deployments given: give its deployment files with it to check traffic")
         if spec.mirror_traffic:
             lines.append("  mirror: " + ", ".join(f"{k} {v}%" for k, v in spec.mirror_traffic.items()))
         for name, dep in spec.deployments.items():
             lines.append(f"  deployment {name!r}:")
             lines += _deployment_lines(dep, "    ")
     elif isinstance(spec, OnlineDeployment):
-        lines = [f"online deployment {spec.name!r} of endpoint {spec.endpoint_name!r}"]
+        of = f"of endpoint {spec.endpoint_name!r}" if spec.endpoint_name else "(its endpoint is the one served with it)"
+        lines = [f"online deployment {spec.name!r} {of}"]
         lines += _deployment_lines(spec, "  ")
     else:
         of = f" of endpoint {spec.endpoint_name!r}" if spec.endpoint_name else ""
@@ -73,21 +85,73 @@ def summary(loaded: Loaded) -> list[str]:
     return lines
 
 
-def run_validate(files: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Exit 0 when every file is valid, 2 otherwise; never a traceback."""
+def _groups(docs: dict[str, YamlDoc]) -> list[tuple[str, list[str]]]:
+    """Files as `serve` reads them: an online deployment file joins the endpoint given with it that
+    its `endpoint_name` names (or the only endpoint given); every other file stands alone."""
+    kinds = {name: detect_kind(doc.data) for name, doc in docs.items()}
+    endpoints = [name for name, kind in kinds.items() if kind == "endpoint"]
+    by_name: dict[str, str] = {}
+    for name in endpoints:
+        if isinstance(docs[name].data.get("name"), str):
+            by_name.setdefault(docs[name].data["name"], name)
+    joined: dict[str, list[str]] = {name: [] for name in endpoints}
+    members: set[str] = set()
+    for name, kind in kinds.items():
+        if kind != "online_deployment":
+            continue
+        target = docs[name].data.get("endpoint_name", docs[name].data.get("endpoint"))
+        owner = by_name.get(target) if isinstance(target, str) else endpoints[0] if len(endpoints) == 1 else None
+        if owner is not None:
+            joined[owner].append(name)
+            members.add(name)
+    return [(name, joined.get(name, [])) for name in docs if name not in members]
+
+
+def _print_problems(name: str, problems: list[Problem], err: TextIO) -> None:
+    if len(problems) == 1:  # one line, naming the file (and the line when known)
+        p = problems[0]
+        print(p if p.file else f"{name}: {p.severity}: {p.message}", file=err)
+        return
+    print(f"{name}: invalid ({len(problems)} problems)", file=err)
+    for p in sorted(problems, key=lambda p: (str(p.file or ""), p.line or 0)):
+        print(f"  {p}", file=err)
+
+
+def run_validate(files: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr, *,
+                 offline: bool = False) -> int:
+    """Exit 0 when every file is valid, 2 otherwise; never a traceback. `offline` skips the registry."""
     status = 0
-    for name in files:
+    docs: dict[str, YamlDoc] = {}
+    for name in dict.fromkeys(files):
         try:
-            loaded = load_any(Path(name), check_paths=False)
+            docs[name] = read_yaml(Path(name))  # each file parsed once
         except SpecError as exc:
             status = 2
-            print(f"{name}: invalid ({len(exc.problems)} problem{'s' * (len(exc.problems) != 1)})", file=err)
-            for p in sorted(exc.problems, key=lambda p: (p.line or 0)):
-                print(f"  {p}", file=err)
+            _print_problems(name, exc.problems, err)
+    for name, members in _groups(docs):
+        try:
+            loaded = load_doc(docs[name], check_paths=False, deployments=[docs[m] for m in members])
+        except SpecError as exc:
+            status = 2
+            _print_problems(name, exc.problems, err)
+            for m in members:
+                print(f"{m}: read with {name}, above", file=err)
             continue
-        print(f"{name}: ok, {loaded.kind.replace('_', ' ')}", file=out)
+        if not offline:  # every model must resolve (names, versions, aliases; did-you-mean on a miss)
+            from scorer.models import reference_problems
+
+            missing = reference_problems(Path(name), loaded.spec)
+            if missing:
+                status = 2
+                head = [] if len(missing) == 1 else [f"{name}: invalid ({len(missing)} problems)"]
+                print("\n".join(head + [("  " if head else "") + str(p) for p in missing]), file=err)
+                continue
+        with_files = f" (with {', '.join(members)})" if members else ""
+        print(f"{name}: ok, {loaded.kind.replace('_', ' ')}{with_files}", file=out)
         for line in summary(loaded):
             print(f"  {line}", file=out)
-        for w in sorted(loaded.warnings, key=lambda p: (p.line or 0)):
+        for w in sorted(loaded.warnings, key=lambda p: (str(p.file or ""), p.line or 0)):
             print(f"  {w}", file=out)
+        for m in members:
+            print(f"{m}: ok, online deployment, read with {name}", file=out)
     return status

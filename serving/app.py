@@ -14,21 +14,25 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from serving import admin, metrics
+from serving import admin, desired_state, metrics
 from serving.admission import Admission
 from serving.auth import Auth
 from serving.autoscale.manual import scale_handler
-from serving.errors import ScoringError, error_body, error_response
+from serving.errors import ScoringError, as_mlflow, error_body, error_response
+from serving.gate import admission_full
+from serving.limits import Limits, request_id
 from serving.mirror import MirrorShare, send_copy
-from serving.openapi import OPENAPI
+from serving.openapi_live import document
+from serving.protocol import v2
 from serving.protocol.mlflow import check_media_type
 from serving.replica.pool import Deployment
 from serving.traffic import SmoothWeighted
 from serving.v2_routes import v2_routes
+from serving.v2_triton import InferStats
 
 log = logging.getLogger("scorer.router")
 access = logging.getLogger("scorer.access")
@@ -40,12 +44,22 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024
 @dataclass
 class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY
+    body_timeout_s: float = 30.0  # the whole body within this, else 408 and close
     timing_header: bool = False  # x-scorer-timing on answers (SCORER_TIMING_HEADER=1), for measuring
 
     @classmethod
-    def from_env(cls) -> Settings:
-        return cls(max_body_bytes=int(os.environ.get("SCORER_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
+    def from_env(cls, limits: Limits | None = None) -> Settings:
+        limits = limits or Limits.resolve()
+        return cls(max_body_bytes=limits.max_body_bytes, body_timeout_s=limits.body_timeout_s,
                    timing_header=os.environ.get("SCORER_TIMING_HEADER", "") in ("1", "true"))
+
+
+class ClientGone(ScoringError):
+    """The client closed the connection before its body was in: nobody to answer, nothing to log but
+    one INFO line. Status 499 (nginx's "client closed request") appears in metrics and the access log."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(499, message, "CLIENT_CLOSED_REQUEST")
 
 
 class Router:
@@ -65,7 +79,10 @@ class Router:
         # by Deployment object, not name: a request that picked a deployment replaced by a reload
         # finishes with that deployment's admission, which the drain of the old one waits on
         self.slots: dict[Deployment, tuple[Admission, float]] = {}
+        self.interrupted = False  # stopped by SIGINT: `scorer serve` exits 130 after draining
+        self.state_owner = desired_state.ROUTER  # or FILES: admin changes answer 409
         self.reloader: Any = None  # async () -> None, set by serve(); raises ScoringError on failure
+        self.stats = InferStats()  # for Triton's statistics extension
         for name, dep in deployments.items():
             self.attach(name, dep, endpoint.deployments[name].request_settings)
 
@@ -98,23 +115,43 @@ class Router:
         return name
 
     async def read_body(self, request: Request) -> bytes:
+        """The whole body, within max_body_bytes (413) and body_timeout_s (408, connection closed).
+
+        Compressed bodies are refused (415): a small gzip body can inflate without bound."""
+        headers = request.headers
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise ScoringError(415, f"Content-Encoding {encoding!r} is not supported; send the body uncompressed")
         limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise ScoringError(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
         chunks = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ScoringError(413, f"request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise ScoringError(413, f"request body is over the limit of {limit} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ScoringError(408, f"request body not received within body_timeout_s="
+                               f"{self.settings.body_timeout_s:g} ({size} bytes in)",
+                               headers={"Connection": "close"}) from None
+        except ClientDisconnect:  # not an error: the access log's status=499 line records it
+            raise ClientGone(f"client {_client(request)} closed the connection after {size} bytes of the body") \
+                from None
         return b"".join(chunks)
 
-    async def score(self, request: Request) -> Response:
+    async def invocations(self, request: Request) -> Response:
+        """MLflow's route: answers as `mlflow models serve` (a model error is 400, a 415 is text)."""
+        return await self.score(request, mlflow_api=True)
+
+    async def score(self, request: Request, mlflow_api: bool = False) -> Response:
         started = time.monotonic()
         headers = request.headers
-        rid = headers.get("x-request-id") or uuid.uuid4().hex
+        rid = request_id(headers.get("x-request-id")) or uuid.uuid4().hex
         out = {"x-request-id": rid}
         try:
             self.auth.check(headers.get("authorization"))
@@ -125,15 +162,22 @@ class Router:
             dep = self.deployments[name]
             out[PIN_HEADER] = name
             out["x-model-version"] = dep.version
+            full = admission_full(self.slots[dep][0])  # before the body: a refused body is never read
+            if full is not None:
+                raise full
             body = await self.read_body(request)
             reply, payload = await self._forward(dep, name, body, content_type, started)
         except ScoringError as err:
-            if err.status >= 408 and err.status not in (413, 415):
+            if err.status >= 408 and err.status not in (413, 415, 429, 499):
                 log.warning("request %s%s deployment %s: %d %s", rid, _trace(headers), out.get(PIN_HEADER, "-"),
                             err.status, err.message.splitlines()[0][:300])
-            self.record(rid, out, err.status, started, headers)
+            self.record(rid, out, err.status, started, headers, note=err.message if err.status == 499 else None)
+            if mlflow_api and err.status == 415:
+                return Response(err.message, status_code=415, media_type="text/plain", headers=out)
             return error_response(err, out)
         status = reply.get("status", 200)
+        if mlflow_api:
+            status, payload = as_mlflow(status, payload)
         if status >= 424:
             log.warning("request %s%s deployment %s: %d from the replica", rid, _trace(headers), out[PIN_HEADER],
                         status)
@@ -154,11 +198,12 @@ class Router:
         return None
 
     def record(self, rid: str, out: dict[str, str], status: int, started: float, headers: Any,
-               reply: dict[str, Any] | None = None) -> None:
-        """Metrics and the access-log line of one answered request."""
+               reply: dict[str, Any] | None = None, note: str | None = None) -> None:
+        """Metrics and the access-log line of one answered request (`note`: why it ended, last)."""
         seconds = time.monotonic() - started
         dep = out.get(PIN_HEADER, "")
         if dep:
+            self.stats.answered(dep, status, seconds, reply.get("t") if reply is not None else None)
             metrics.requests_total.labels(dep, str(status)).inc()
             metrics.request_duration_seconds.labels(dep, "total").observe(seconds)
             if reply is not None and "t" in reply:
@@ -171,6 +216,8 @@ class Router:
             tp = headers.get("traceparent")
             if tp:
                 fields["traceparent"] = tp[:128]
+            if note:
+                fields["note"] = note
             access.info("%s", " ".join(f"{k}={v}" for k, v in fields.items()), extra={"fields": fields})
 
     async def _forward(self, dep: Deployment, name: str, body: bytes, content_type: str,
@@ -182,7 +229,9 @@ class Router:
                 queued = time.monotonic()
                 await admission.acquire()
                 admitted = True
-                metrics.request_duration_seconds.labels(name, "queue").observe(time.monotonic() - queued)
+                waited = time.monotonic() - queued
+                metrics.request_duration_seconds.labels(name, "queue").observe(waited)
+                self.stats.queued(name, waited)
                 return await dep.call({"op": "score", "ct": content_type}, body)
         except TimeoutError:
             raise ScoringError(408, f"deployment {name}: no answer within request_timeout_ms="
@@ -226,9 +275,16 @@ class Router:
                 counts[r.state] = counts.get(r.state, 0) + 1
             for state, n in counts.items():
                 metrics.replicas.labels(name, state).set(n)
+        metrics.set_deployments({n: (d.cfg.model_ref or d.cfg.scoring_script or "", d.version)
+                                 for n, d in self.deployments.items()})
 
     async def stop(self) -> None:
         await asyncio.gather(*(d.stop() for d in self.deployments.values()), return_exceptions=True)
+
+
+def _client(request: Request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "-"
 
 
 def _trace(headers: Any) -> str:
@@ -256,7 +312,8 @@ def build_app(router: Router) -> Starlette:
         return Response(mlflow_version, media_type="application/json")
 
     async def openapi(request: Request) -> Response:
-        return Response(orjson.dumps(OPENAPI), media_type="application/json")
+        return Response(orjson.dumps(document(router.deployments, router.endpoint.auth_mode)),
+                        media_type="application/json")
 
     async def admin_endpoint(request: Request) -> Response:
         try:
@@ -269,6 +326,7 @@ def build_app(router: Router) -> Starlette:
         async def handler(request: Request) -> Response:
             try:
                 router.auth.check_admin(request.headers.get("authorization"))
+                desired_state.refuse_runtime_change(router.state_owner, f"PUT {request.url.path}")
                 apply(await router.read_body(request))
             except ScoringError as err:
                 return error_response(err)
@@ -287,23 +345,32 @@ def build_app(router: Router) -> Starlette:
 
     async def metrics_route(request: Request) -> Response:
         router.refresh_gauges()
-        text, content_type = metrics.render()
+        text, content_type = metrics.render(request.headers.get("accept"))
         return Response(text, media_type=content_type)
 
+    def is_v2(request: Request) -> bool:
+        path = request.url.path
+        return path == "/v2" or path.startswith("/v2/")
+
     async def not_found(request: Request, exc: Exception) -> Response:
+        """MLflow's error shape, or V2's `{"error": ...}` on /v2 paths (what tritonclient decodes)."""
         status = getattr(exc, "status_code", 404)
         code = "RESOURCE_DOES_NOT_EXIST" if status == 404 else "BAD_REQUEST"
-        return Response(error_body(code, f"{request.method} {request.url.path}: {getattr(exc, 'detail', '')}"),
-                        status_code=status, media_type="application/json")
+        message = f"{request.method} {request.url.path[:200]}: {getattr(exc, 'detail', '')}"
+        if is_v2(request):
+            message += " (V2 routes: docs/serving.md)"
+        body = v2.error(status, message, code)[1] if is_v2(request) else error_body(code, message)
+        return Response(body, status_code=status, media_type="application/json")
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s", request.url.path)
-        return Response(error_body("INTERNAL_ERROR", "internal error; see the server log"), status_code=500,
-                        media_type="application/json")
+        message = "internal error; see the server log"
+        body = v2.error(500, message, "INTERNAL_ERROR")[1] if is_v2(request) else error_body("INTERNAL_ERROR", message)
+        return Response(body, status_code=500, media_type="application/json")
 
     routes = [
         Route("/score", router.score, methods=["POST"]),
-        Route("/invocations", router.score, methods=["POST"]),
+        Route("/invocations", router.invocations, methods=["POST"]),
         Route("/ping", ping, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),

@@ -19,11 +19,14 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from scorer.environment import state_dir
 from serving.errors import ScoringError
 
 TOKEN_PREFIX = "v1"
+DEFAULT_MAX_TOKEN_TTL_S = 86400
+_MAX_EXPIRY_DIGITS = 20  # more is malformed (int() of a long digit string is slow, then refused)
 
 
 def _split(value: str | None) -> list[str]:
@@ -55,6 +58,17 @@ def token_secrets() -> list[bytes]:
     return [s.encode() for s in _split(os.environ.get("SCORER_TOKEN_SECRET"))]
 
 
+def max_token_ttl_s(configured: int | None = None) -> int:
+    """How far ahead a token may expire: SCORER_MAX_TOKEN_TTL_S, else the endpoint YAML's
+    `server.max_token_ttl_s`, else 24 h. ValueError for a value that is not a positive integer."""
+    raw = os.environ.get("SCORER_MAX_TOKEN_TTL_S", "").strip()
+    if raw:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_EXPIRY_DIGITS or int(raw) <= 0:
+            raise ValueError(f"SCORER_MAX_TOKEN_TTL_S: got {raw[:40]!r}; expected a positive number of seconds")
+        return int(raw)
+    return int(configured) if configured else DEFAULT_MAX_TOKEN_TTL_S
+
+
 def make_token(secret: bytes, ttl: int, now: float | None = None) -> str:
     expiry = int((now if now is not None else time.time()) + ttl)
     payload = f"{TOKEN_PREFIX}.{expiry}"
@@ -62,10 +76,13 @@ def make_token(secret: bytes, ttl: int, now: float | None = None) -> str:
     return f"{payload}.{base64.urlsafe_b64encode(sig).decode().rstrip('=')}"
 
 
-def check_token(token: str, secrets_: list[bytes], now: float | None = None) -> str | None:
-    """None when valid, else why not (for the 401 message)."""
+def check_token(token: str, secrets_: list[bytes], now: float | None = None,
+                max_ttl: int | None = None) -> str | None:
+    """None when valid, else why not (for the 401 message). A token expiring more than `max_ttl`
+    seconds ahead is refused: a leaked one must not stay good for years."""
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not (parts[1].isascii() and parts[1].isdigit()) \
+            or len(parts[1]) > _MAX_EXPIRY_DIGITS:
         return "malformed token"
     payload = f"{parts[0]}.{parts[1]}".encode()
     ok = False
@@ -74,8 +91,13 @@ def check_token(token: str, secrets_: list[bytes], now: float | None = None) -> 
         ok |= hmac.compare_digest(expected.encode(), parts[2].encode())
     if not ok:
         return "invalid token signature"
-    if int(parts[1]) < (now if now is not None else time.time()):
+    now = now if now is not None else time.time()
+    expiry = int(parts[1])
+    if expiry < now:
         return "token expired"
+    if max_ttl is not None and expiry > now + max_ttl:
+        return (f"token expires in {expiry - now:.0f} s, more than max_token_ttl_s={max_ttl} allows; "
+                "make one with a shorter --ttl")
     return None
 
 
@@ -102,10 +124,12 @@ class Auth:
     keys: list[bytes]
     secrets: list[bytes]
     admin_keys: list[bytes]
+    max_ttl: int = DEFAULT_MAX_TOKEN_TTL_S
 
     @classmethod
-    def from_env(cls, auth_mode: str) -> tuple[Auth, list[str]]:
-        """(auth, lines to print once at start)."""
+    def from_env(cls, auth_mode: str, server: Any = None) -> tuple[Auth, list[str]]:
+        """(auth, lines to print once at start). `server`: the endpoint spec's server settings, if any
+        (its `max_token_ttl_s`); ValueError for a bad SCORER_MAX_TOKEN_TTL_S."""
         admin = [k.encode() for k in _split(os.environ.get("SCORER_ADMIN_KEY"))]
         lines: list[str] = []
         if auth_mode == "none":
@@ -116,7 +140,7 @@ class Auth:
             if not sec:
                 raise ValueError(f"auth_mode {auth_mode} needs SCORER_TOKEN_SECRET (make a token with "
                                  "`SCORER_TOKEN_SECRET=... scorer token`)")
-            return cls("token", [], sec, admin), lines
+            return cls("token", [], sec, admin, max_token_ttl_s(getattr(server, "max_token_ttl_s", None))), lines
         env = _split(os.environ.get("SCORER_API_KEY"))
         if env:
             return cls("key", [k.encode() for k in env], [], admin), lines
@@ -136,7 +160,7 @@ class Auth:
             if not _any_equal(value, self.keys):
                 raise ScoringError(401, "invalid key", headers={"WWW-Authenticate": "Bearer"})
             return
-        why = check_token(value, self.secrets)
+        why = check_token(value, self.secrets, max_ttl=self.max_ttl)
         if why:
             raise ScoringError(401, why, headers={"WWW-Authenticate": "Bearer"})
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import sys
+from pathlib import Path
 
 
 def _key_hint(auth_mode: str, generated_key: str | None) -> str | None:
@@ -15,13 +17,14 @@ def _key_hint(auth_mode: str, generated_key: str | None) -> str | None:
     if auth_mode == "none":
         return None
     if auth_mode in ("aml_token", "aad_token", "token"):
-        return "$(scorer token)"
+        # the scorer next to this interpreter: `scorer` alone is not on PATH outside the venv
+        return f"$({shlex.quote(str(Path(sys.executable).parent / 'scorer'))} token)"
     if os.environ.get("SCORER_API_KEY", "").strip():
         return "${SCORER_API_KEY%%,*}"
     if generated_key:
         return generated_key
     path = keys_file().resolve()
-    return f"$(python3 -c 'import json;print(json.load(open(\"{path}\"))[\"primary\"])')"
+    return f"$({shlex.quote(sys.executable)} -c 'import json;print(json.load(open(\"{path}\"))[\"primary\"])')"
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -37,12 +40,29 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     spec = loaded.spec
     assert isinstance(spec, Endpoint)
+    from scorer.spec.limits import local_replica_problem
+
+    if (too_many := local_replica_problem(spec)) is not None:
+        print(f"scorer serve: {too_many}", file=sys.stderr)
+        return 2
     for w in loaded.warnings:
         print(f"scorer serve: warning: {w}", file=sys.stderr)
+    from serving.limits import Limits
+
     try:
-        auth, lines = Auth.from_env(spec.auth_mode)
+        auth, lines = Auth.from_env(spec.auth_mode, getattr(spec, "server", None))
+        limits = Limits.resolve(spec.server).with_tls(getattr(args, "ssl_certfile", None),
+                                                      getattr(args, "ssl_keyfile", None))
+        from serving import desired_state
+
+        if desired_state.owner_from_env() == desired_state.FILES:
+            desired_state.poll_seconds_from_env()
     except ValueError as exc:
         print(f"scorer serve: {exc}", file=sys.stderr)
+        return 2
+    tls_problem = limits.check_tls()
+    if tls_problem:
+        print(f"scorer serve: {tls_problem}", file=sys.stderr)
         return 2
     generated = None
     for line in lines:
@@ -57,13 +77,14 @@ def run_serve(args: argparse.Namespace) -> int:
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(serve(spec, args.host, args.port, auth, hint,
-                                    load=lambda: load_endpoint(args.endpoint, args.deployments)))
+                                    load=lambda: load_endpoint(args.endpoint, args.deployments), limits=limits,
+                                    watch=[args.endpoint, *args.deployments]))
     except KeyboardInterrupt:
         return 130
 
 
 def run_token(args: argparse.Namespace) -> int:
-    from serving.auth import make_token, token_secrets
+    from serving.auth import make_token, max_token_ttl_s, token_secrets
 
     secrets = token_secrets()
     if not secrets:
@@ -71,6 +92,15 @@ def run_token(args: argparse.Namespace) -> int:
         return 2
     if args.ttl <= 0:
         print("scorer token: --ttl must be a positive number of seconds", file=sys.stderr)
+        return 2
+    try:
+        limit = max_token_ttl_s()
+    except ValueError as exc:
+        print(f"scorer token: {exc}", file=sys.stderr)
+        return 2
+    if args.ttl > limit:
+        print(f"scorer token: --ttl {args.ttl} is over max_token_ttl_s={limit}: the server refuses tokens that "
+              "expire later (raise SCORER_MAX_TOKEN_TTL_S, here and on the server, to allow more)", file=sys.stderr)
         return 2
     print(make_token(secrets[0], args.ttl))
     return 0

@@ -4,7 +4,12 @@ Defined here once so that every module (router, mirror, autoscaler) counts into 
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -30,9 +35,42 @@ autoscale_desired_replicas = Gauge("scorer_autoscale_desired_replicas", "Replica
 autoscale_decisions_total = Counter("scorer_autoscale_decisions_total", "Autoscaler decisions, by direction.",
                                     ["deployment", "direction"])
 
+connections = Gauge("scorer_connections", "Open client connections.")
+buffered_request_bytes = Gauge("scorer_buffered_request_bytes", "Request bytes held at once: bodies being read "
+                               "or scored (max_buffered_bytes caps it).")
+connections_closed_total = Counter("scorer_connections_closed_total", "Client connections closed by a limit, by "
+                                   "reason (idle | head_timeout | body_timeout | evicted | header_limit | "
+                                   "buffered_limit).", ["reason"])
+
+deployment_info = Gauge("scorer_deployment_info", "1 for each live deployment: the model as written in the "
+                        "deployment and its version (join on deployment).", ["deployment", "model", "model_version"])
+
 STAGES = ("total", "queue", "model")
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text of the default registry and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+class _WithoutCreated:
+    """The registry without `*_created` samples: the text format (0.0.4) has no place for them and would
+    show each as an extra gauge family; OpenMetrics keeps them inside their counter/histogram family."""
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            samples = [s for s in family.samples if not s.name.endswith("_created")]
+            if samples or not family.samples:
+                family.samples = samples
+                yield family
+
+
+def render(accept: str | None = None) -> tuple[bytes, str]:
+    """The exposition of the default registry in the format `Accept` asks for (prometheus_client's own
+    negotiation: OpenMetrics when asked for, else the text format) and its content type."""
+    encoder, content_type = choose_encoder(accept or "")
+    registry: Any = REGISTRY if "openmetrics" in content_type else _WithoutCreated()
+    return encoder(registry), content_type
+
+
+def set_deployments(current: dict[str, tuple[str, str]]) -> None:
+    """scorer_deployment_info for exactly these deployments (name -> (model, version)): series of
+    deployments removed by a reload go."""
+    deployment_info.clear()
+    for name, (model, version) in current.items():
+        deployment_info.labels(name, model, version).set(1)

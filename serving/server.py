@@ -7,37 +7,25 @@ import contextlib
 import logging
 import shutil
 import signal
-import socket
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from serving import desired_state
 from serving.app import Router, Settings, build_app
 from serving.auth import Auth
 from serving.autoscale.autoscaler import build_autoscalers
+from serving.connection import Connections, protocol_class
 from serving.errors import ScoringError
+from serving.gate import Gate
+from serving.limits import Limits, raise_fd_limit
 from serving.reload import Reloader
 from serving.replica.config import ReplicaConfig
 from serving.replica.pool import FAILED, Deployment, Timing
 
 log = logging.getLogger("scorer.router")
-
-
-def _nodelay_protocol() -> type:
-    """uvicorn's httptools protocol with TCP_NODELAY set on every client connection."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class NoDelayHttpTools(HttpToolsProtocol):  # type: ignore[misc]
-        def connection_made(self, transport: Any) -> None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            super().connection_made(transport)
-
-    return NoDelayHttpTools
 
 
 def _draining_server(base: type, router: Router) -> type:
@@ -50,8 +38,11 @@ def _draining_server(base: type, router: Router) -> type:
                 router.draining = True
                 log.info("signal %d: draining (readiness fails; in-flight requests finish)", sig)
             super().handle_exit(sig, frame)
-            if sig == signal.SIGTERM:  # a drained SIGTERM is a clean stop: exit 0, not re-raised
-                self._captured_signals[:] = [s for s in self._captured_signals if s != signal.SIGTERM]
+            # A drained stop is clean: not re-raised after serve() returns. Re-raising SIGINT there
+            # would interrupt the replicas' shutdown and leave the process waiting on them for good.
+            if sig == signal.SIGINT:
+                router.interrupted = True
+            self._captured_signals[:] = [s for s in self._captured_signals if s not in (signal.SIGTERM, signal.SIGINT)]
 
     return DrainingServer
 
@@ -92,6 +83,7 @@ def build_deployments(spec: Any, socket_dir: str, timing: Timing) -> tuple[dict[
         cc = d.code_configuration
         cfg = ReplicaConfig(
             deployment=name, model_path=model_path, model_version=version or (cc.scoring_script if cc else "") or "",
+            model_ref=str(d.model) if d.model else None,
             code_dir=str(cc.code) if cc else None, scoring_script=cc.scoring_script if cc else None,
             max_concurrent=d.request_settings.max_concurrent_requests_per_instance,
             environment=dict(d.environment_variables),
@@ -139,17 +131,29 @@ def curl_line(url: str, auth: Auth, key_hint: str | None, body: Path | None) -> 
 
 
 async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | None,
-                timing: Timing | None = None, load: Callable[[], Any] | None = None) -> int:
-    """`load` re-reads the same files (for POST /admin/reload and SIGHUP)."""
+                timing: Timing | None = None, load: Callable[[], Any] | None = None,
+                limits: Limits | None = None, watch: Sequence[str] = ()) -> int:
+    """`load` re-reads the same files (for POST /admin/reload and SIGHUP); `watch` are those files,
+    polled for changes when they own the desired state (SCORER_DESIRED_STATE=files); `limits` defaults to the
+    spec's `server:` block with environment overrides."""
     import uvicorn
 
+    limits = limits or Limits.resolve(getattr(spec, "server", None))
+    fds = raise_fd_limit()
+    if fds < limits.max_connections + 256:
+        log.warning("open-files limit %d is below max_connections=%d plus room for replicas and files",
+                    fds, limits.max_connections)
     socket_dir = tempfile.mkdtemp(prefix="scorer-")
     timing = timing or Timing.from_env()
     deployments, unresolved = build_deployments(spec, socket_dir, timing)
-    router = Router(spec, deployments, auth, Settings.from_env())
+    router = Router(spec, deployments, auth, Settings.from_env(limits))
+    router.state_owner = desired_state.owner_from_env()
+    watcher: desired_state.FilesWatcher | None = None
     if load is not None:
         router.reloader = Reloader(router, load, socket_dir, timing)
         _reload_on_sighup(router)
+        if router.state_owner == desired_state.FILES and watch:
+            watcher = desired_state.FilesWatcher(watch, router.reloader, desired_state.poll_seconds_from_env())
     try:
         fatal = await start_deployments(spec, deployments, unresolved)
         if fatal:
@@ -158,9 +162,15 @@ async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | Non
         router.autoscalers = build_autoscalers(spec, deployments, router.admissions)
         for scaler in router.autoscalers.values():
             scaler.start()
+        if watcher is not None:
+            watcher.start()
         app = build_app(router)
-        config = uvicorn.Config(app, host=host, port=port, loop="none", http=_nodelay_protocol(),
-                                lifespan="off", access_log=False, log_config=None, server_header=False)
+        connections = Connections(limits, Gate(router))
+        tls = {"ssl_certfile": str(limits.certfile), "ssl_keyfile": str(limits.keyfile)} if limits.certfile else {}
+        config = uvicorn.Config(app, host=host, port=port, loop="none", http=protocol_class(connections),
+                                lifespan="off", access_log=False, log_config=None, server_header=False,
+                                timeout_keep_alive=max(1, round(limits.first_byte_timeout_s)),
+                                **tls)  # type: ignore[arg-type]
         server = _draining_server(uvicorn.Server, router)(config)
 
         async def announce() -> None:
@@ -168,7 +178,7 @@ async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | Non
                 if server.should_exit:
                     return
                 await asyncio.sleep(0.02)
-            url = f"http://{host}:{port}"
+            url = f"{'https' if limits.certfile else 'http'}://{host}:{port}"
             live = [n for n, p in spec.traffic.items() if p > 0]
             shares = ", ".join(f"{n} {p}%" for n, p in spec.traffic.items())
             print(f"scorer: endpoint {spec.name} ready on {url} ({shares})", flush=True)
@@ -183,8 +193,12 @@ async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | Non
             return 1
         finally:
             announcer.cancel()
-        return 0 if server.started else 1
+        if not server.started:
+            return 1
+        return 130 if router.interrupted else 0
     finally:
+        if watcher is not None:
+            await watcher.stop()
         await asyncio.gather(*(s.stop() for s in router.autoscalers.values()), return_exceptions=True)
         await router.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)

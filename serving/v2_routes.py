@@ -1,5 +1,6 @@
-"""The V2 routes: `/v2`, health, model metadata and readiness, infer. A model name is the endpoint
-(routed by traffic, mirrored like /score) or one of its deployments (pinned)."""
+"""The V2 routes: `/v2`, health, model metadata and readiness, infer (each also under
+`versions/{version}`), and Triton's config, statistics and repository index. A model name is the
+endpoint (routed by traffic, mirrored like /score) or one of its deployments (pinned)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from serving import v2_triton as triton
 from serving.errors import ScoringError
-from serving.protocol import v2
+from serving.protocol import jsonbody, v2
 
 JSON = "application/json"
 
@@ -30,12 +32,26 @@ def _error(err: ScoringError, headers: dict[str, str] | None = None) -> Response
 def v2_routes(router: Any) -> list[Route]:
     import mlflow.version
 
-    signatures: dict[str, v2.Signature] = {}
+    signatures: dict[tuple[str, str], v2.Signature] = {}
 
     def signature(dep: str) -> v2.Signature:
-        if dep not in signatures:
-            signatures[dep] = v2.Signature.of(router.deployments[dep].cfg.model_path)
-        return signatures[dep]
+        key = (dep, router.deployments[dep].version)  # a reload may give the name another model
+        if key not in signatures:
+            signatures[key] = v2.Signature.of(router.deployments[dep].cfg.model_path)
+        return signatures[key]
+
+    def check_version(name: str, dep: str, request: Request) -> str:
+        """The deployment serving `versions/{version}` of V2 model `name`: that version must be the
+        current one (for the endpoint: of a deployment with traffic), else a V2 404."""
+        version = request.path_params.get("version")
+        current = router.deployments[dep].version
+        if version is None or version == current:
+            return dep
+        if name == router.name:
+            live = [n for n, p in router.traffic.shares.items() if p > 0 and router.deployments[n].version == version]
+            if live:
+                return max(live, key=lambda n: router.traffic.shares[n])
+        raise ScoringError(404, f"model {name!r} has no version {version[:100]!r}; its version is {current!r}")
 
     def resolve(name: str, pick: bool) -> tuple[str, bool]:
         """(deployment, pinned) of a V2 model name; picking consumes a traffic turn."""
@@ -52,7 +68,8 @@ def v2_routes(router: Any) -> list[Route]:
         return max(live, key=lambda n: router.traffic.shares[n]), False
 
     async def server_meta(request: Request) -> Response:
-        return _json({"name": "scorer", "version": mlflow.version.VERSION, "extensions": []})
+        return _json({"name": "scorer", "version": mlflow.version.VERSION,
+                      "extensions": ["model_configuration", "statistics", "model_repository(index only)"]})
 
     async def live(request: Request) -> Response:
         return _json({"live": True})
@@ -66,7 +83,7 @@ def v2_routes(router: Any) -> list[Route]:
         router.auth.check(request.headers.get("authorization"))
         name = request.path_params["name"]
         dep, _ = resolve(name, pick=False)
-        return name, dep
+        return name, check_version(name, dep, request)
 
     async def model_meta(request: Request) -> Response:
         try:
@@ -75,6 +92,55 @@ def v2_routes(router: Any) -> list[Route]:
             return _error(err)
         meta = signature(dep).metadata(name, router.deployments[dep].version)
         return _json(meta)
+
+    async def model_config(request: Request) -> Response:
+        try:
+            name, dep = model_of(request)
+        except ScoringError as err:
+            return _error(err)
+        return _json(triton.config(name, router.deployments[dep].version, signature(dep)))
+
+    def stats_of(name: str, dep: str) -> dict[str, Any]:
+        deps = [dep] if name != router.name else list(router.deployments)
+        return router.stats.model_stats(name, router.deployments[dep].version, deps)
+
+    async def model_stats(request: Request) -> Response:
+        try:
+            name, dep = model_of(request)
+        except ScoringError as err:
+            return _error(err)
+        return _json({"model_stats": [stats_of(name, dep)]})
+
+    async def all_stats(request: Request) -> Response:
+        try:
+            router.auth.check(request.headers.get("authorization"))
+        except ScoringError as err:
+            return _error(err)
+        return _json({"model_stats": [stats_of(n, n) for n in router.deployments]})
+
+    async def repository_index(request: Request) -> Response:
+        """Every V2 model name: the endpoint and its deployments, with version and state."""
+        try:
+            router.auth.check(request.headers.get("authorization"))
+            body = await router.read_body(request)
+            doc = jsonbody.loads(body) if body.strip() else {}
+            if not isinstance(doc, dict):
+                raise ScoringError(400, f"repository index request: expected a JSON object, got {type(doc).__name__}")
+            ready_only = doc.get("ready") is True
+        except ScoringError as err:
+            return _error(err)
+        rows = []
+        for n, d in router.deployments.items():
+            ok = d.ready_count() > 0
+            if ok or not ready_only:
+                rows.append({"name": n, "version": d.version, "state": "READY" if ok else "UNAVAILABLE"})
+        try:
+            top, _ = resolve(router.name, pick=False)
+            rows.insert(0, {"name": router.name, "version": router.deployments[top].version, "state": "READY"
+                            if router.deployments[top].ready_count() > 0 else "UNAVAILABLE"})
+        except ScoringError:
+            pass
+        return _json([r for r in rows if r["state"] == "READY" or not ready_only])
 
     async def model_ready(request: Request) -> Response:
         try:
@@ -92,13 +158,15 @@ def v2_routes(router: Any) -> list[Route]:
         name = request.path_params["name"]
         try:
             router.auth.check(headers.get("authorization"))
+            length = headers.get("inference-header-content-length")
+            v2.check_media_type(headers.get("content-type"), length)
             dep_name, pinned = resolve(name, pick=True)
+            dep_name = check_version(name, dep_name, request)
             dep = router.deployments[dep_name]
             out["azureml-model-deployment"] = dep_name
             out["x-model-version"] = dep.version
             sig = signature(dep_name)
-            body, v2_id = v2.to_dataframe_split(await router.read_body(request), sig,
-                                                headers.get("inference-header-content-length"))
+            body, v2_id = v2.to_dataframe_split(await router.read_body(request), sig, length)
             reply, payload = await router._forward(dep, dep_name, body, JSON, started)
         except ScoringError as err:
             router.record(rid, out, err.status, started, headers)
@@ -115,11 +183,19 @@ def v2_routes(router: Any) -> list[Route]:
         return Response(answer, media_type=JSON, headers=out,
                         background=None if pinned else router.mirror(body, JSON, status, payload))
 
-    return [
+    routes = [
         Route("/v2", server_meta, methods=["GET"]),
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
-        Route("/v2/models/{name}", model_meta, methods=["GET"]),
-        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/v2/models/stats", all_stats, methods=["GET"]),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
     ]
+    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        routes += [
+            Route(base, model_meta, methods=["GET"]),
+            Route(f"{base}/ready", model_ready, methods=["GET"]),
+            Route(f"{base}/infer", infer, methods=["POST"]),
+            Route(f"{base}/config", model_config, methods=["GET"]),
+            Route(f"{base}/stats", model_stats, methods=["GET"]),
+        ]
+    return routes

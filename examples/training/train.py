@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=MODEL_NAME, help="registered model name")
     parser.add_argument("--experiment", default="demo-classifier-training")
     parser.add_argument("--force", action="store_true", help="train and register new versions even if present")
+    parser.add_argument("--also-register", action="append", default=[], metavar="NAME",
+                        help="also register version 1 (the LogisticRegression) as NAME version 1, if NAME is "
+                             "not registered yet (the seed endpoints name `thatmodel` and `my-model`)")
     args = parser.parse_args(argv)
 
     import mlflow
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.force and len(existing) >= len(estimators):
         print(f"{args.name}: versions {sorted(existing)} already registered in {mlflow.get_tracking_uri()}; "
               "nothing to do (--force trains new ones)")
+        _also_register(client, args.name, args.also_register)
         return 0
     if existing and not args.force:
         print(f"{args.name}: partly registered ({sorted(existing)}); run with --force to add new versions",
@@ -125,8 +129,29 @@ def main(argv: list[str] | None = None) -> int:
         version = client.create_model_version(args.name, model_uri, run_id=run_id)
         client.set_registered_model_alias(args.name, alias, version.version)
         print(f"{args.name} version {version.version} ({run_name}, accuracy {accuracy:.3f}) alias {alias!r}")
+    _also_register(client, args.name, args.also_register)
     print(f"registry: {mlflow.get_tracking_uri()}")
     return 0
+
+
+def _also_register(client, source_name: str, names: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Register `source_name` version 1 under other names (idempotent), so that YAMLs naming
+    other models (the seed documents' `ws:/thatmodel:1`, `ws:/my-model:1`) run as written."""
+    from mlflow.exceptions import MlflowException
+
+    if not names:
+        return
+    first = client.get_model_version(source_name, "1")
+    for name in names:
+        try:
+            if client.search_model_versions(f"name='{name}'"):
+                continue
+        except MlflowException:
+            pass
+        with contextlib.suppress(MlflowException):
+            client.create_registered_model(name, description=f"scorer demo: a copy of {source_name} version 1")
+        version = client.create_model_version(name, first.source, run_id=first.run_id)
+        print(f"{name} version {version.version} (= {source_name} version 1)")
 
 
 if __name__ == "__main__":

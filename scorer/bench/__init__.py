@@ -1,5 +1,8 @@
 """`scorer bench TARGET`: locust over a grid of concurrency levels, against scorer and optionally
-`mlflow models serve` for the same model in the same run, with a table, CSV, JSON and a plot."""
+`mlflow models serve` for the same model in the same run, with a table, CSV, JSON and a plot.
+
+Throughput counts successful answers only; a level with no success, or with more than
+`--max-failure-pct` non-2xx answers (429 included), is flagged and the command exits 1."""
 
 from __future__ import annotations
 
@@ -14,13 +17,18 @@ from types import FrameType
 from rich.console import Console
 
 from scorer.bench import report
-from scorer.bench.grid import Level, run_level
+from scorer.bench.figures import DEFAULT_MAX_FAILURE_PCT, Level
+from scorer.bench.grid import run_level
+from scorer.bench.levels import admission_bound, default_users
 from scorer.bench.processes import Server, start_mlflow, start_scorer
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)  # messages as written
 
 
-def _users(text: str) -> list[int]:
+def _users(text: str | None) -> list[int] | None:
+    """The --users grid as given; None when not given (the default grid then applies)."""
+    if text is None:
+        return None
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -47,13 +55,17 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """Exit 0 after a full grid, 2 for a bad target or option, 130 when interrupted."""
+    """Exit 0 after a full grid that can be trusted, 1 when a level is flagged or the run failed,
+    2 for a bad target or option, 130 when interrupted."""
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     is_url = args.target.startswith(("http://", "https://"))
     try:
-        users = _users(args.users)
-        if args.duration < 2:  # locust records nothing in a 1 s run
+        given = _users(args.users)
+        max_failure_pct = float(getattr(args, "max_failure_pct", DEFAULT_MAX_FAILURE_PCT))
+        if not 0 <= max_failure_pct <= 100:
+            raise ValueError(f"--max-failure-pct: got {max_failure_pct:g}; expected a percent from 0 to 100")
+        if args.duration < 2:  # shorter levels are mostly start-up
             raise ValueError(f"--duration: got {args.duration}; expected at least 2 seconds")
         if is_url and not args.data:
             raise ValueError("a URL target needs --data FILE (CSV or JSON rows)")
@@ -67,8 +79,9 @@ def run_bench(args: argparse.Namespace) -> int:
     servers: list[Server] = []
     targets: list[tuple[str, str, str, dict[str, str], str]] = []  # name, url, path, env, pinned deployment
     data = Path(args.data) if args.data else None
-    meta: dict[str, object] = {"target": args.target, "users": users, "duration_s": args.duration,
-                               "generator": "locust (1 process, FastHttpUser)"}
+    users = given or default_users(None)
+    meta: dict[str, object] = {"target": args.target, "duration_s": args.duration,
+                               "max_failure_pct": max_failure_pct, "generator": "locust (1 process, FastHttpUser)"}
     try:
         if is_url:
             import os
@@ -90,12 +103,20 @@ def run_bench(args: argparse.Namespace) -> int:
                 console.print(f"scorer bench: deployment {name!r} has no MLflow model; "
                               "pass --data (and no --compare-mlflow)")
                 return 2
+            pinned = name if args.compare_mlflow else ""
+            bound_dep, bound = admission_bound(endpoint, pinned)
+            users = given or default_users(bound)
+            meta.update(admission_bound=bound, admission_bound_deployment=bound_dep)
+            over = [n for n in users if n > bound]
+            if over:
+                console.print(f"warning: {', '.join(map(str, over))} users exceed the admission bound {bound} of "
+                              f"deployment {bound_dep!r} (2 x max_concurrent_requests_per_instance x "
+                              "instance_count): expect 429s, and those levels flagged")
             data = data or _example_payload(dep.model or "", out_dir)
             console.print(f"starting scorer for {args.target} ...")
             server = start_scorer([args.target], out_dir)
             servers.append(server)
             server.wait_ready("/ready")
-            pinned = name if args.compare_mlflow else ""
             targets.append(("scorer", server.url, "/score", server.env, pinned))
             meta["deployment"] = name
             if args.compare_mlflow:
@@ -107,6 +128,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 targets.append(("mlflow", mlflow.url, "/invocations", {}, ""))
                 meta["mlflow_workers"] = dep.instance_count
         assert data is not None
+        meta["users"] = users
         levels: list[Level] = []
         for name, url, path, env, pinned in targets:  # warm-up, not reported
             run_level(url, path, data, max(users), min(5.0, args.duration), out_dir / "warmup", name, env,
@@ -114,11 +136,17 @@ def run_bench(args: argparse.Namespace) -> int:
         for n in users:
             for name, url, path, env, pinned in targets:
                 console.print(f"{name}: {n} users for {args.duration:g}s")
-                levels.append(run_level(url, path, data, n, args.duration, out_dir, name, env, deployment=pinned))
+                levels.append(run_level(url, path, data, n, args.duration, out_dir, name, env, deployment=pinned,
+                                        max_failure_rate=max_failure_pct / 100))
         meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         report.write(levels, out_dir, meta)
-        report.show(levels, Console())
+        report.show(levels)
         console.print(f"results in {out_dir}/ (results.csv, results.json, report.png, *.html)")
+        flagged = [lv for lv in levels if lv.flag]
+        if flagged:
+            console.print(f"scorer bench: {len(flagged)} of {len(levels)} levels flagged; their figures are not "
+                          "a throughput (exit 1)")
+            return 1
         return 0
     except KeyboardInterrupt:
         console.print("scorer bench: interrupted; stopping servers")

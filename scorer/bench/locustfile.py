@@ -4,8 +4,13 @@
 
 Rows come from `--data` (CSV, a JSON list of records, or a JSON `dataframe_split`); requests
 cycle through them. `--deployment NAME` pins a deployment with `azureml-model-deployment`;
-`SCORER_API_KEY` (first of a comma-separated list) becomes the bearer token. Failed requests
-are recorded as `HTTP <status>` so reports can count errors by status.
+`SCORER_API_KEY` (first of a comma-separated list) becomes the bearer token. Answers other
+than 2xx are failures, recorded as `HTTP <status>` so reports can count errors by status.
+
+`--summary FILE` writes, once locust has stopped every user, locust's final totals, the answers
+by status and a histogram of successful response times (0.1 ms steps below 100 ms; locust's own
+percentiles are whole milliseconds there). `scorer bench` reads that file, never locust's CSV,
+which locust rewrites only once a second and so misses the end of a run.
 
 Locust patches the process with gevent: this file is run by locust as a subprocess and never
 imported by scorer or by pytest.
@@ -17,6 +22,7 @@ import csv
 import itertools
 import json
 import os
+from collections import Counter
 from typing import Any
 
 from locust import FastHttpUser, events, task
@@ -28,6 +34,7 @@ def _arguments(parser: Any) -> None:
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
     parser.add_argument("--deployment", default="", help="pin this deployment")
     parser.add_argument("--path", default="/score", help="/score, /invocations or a V2 infer path")
+    parser.add_argument("--summary", default="", help="write final figures (JSON) to this file at exit")
 
 
 def _read_rows(path: str) -> tuple[list[str], list[list[Any]]]:
@@ -59,6 +66,52 @@ def _number(text: str) -> bool:
 
 
 _bodies: list[str] = []
+_statuses: Counter[int] = Counter()  # HTTP status -> answers; 0 = no answer
+_ok_ms: Counter[float] = Counter()  # successful response time, bucketed -> answers
+
+
+def _bucket(ms: float) -> float:
+    """0.1 ms steps below 100 ms, 1 ms below 1 s, 10 ms above."""
+    if ms < 100:
+        return round(ms, 1)
+    return float(round(ms)) if ms < 1000 else float(round(ms, -1))
+
+
+@events.request.add_listener
+def _tally(response_time: float, response: Any = None, exception: Any = None, **_: Any) -> None:
+    """Called for exactly the requests locust's statistics count, with the unrounded time."""
+    status = int(getattr(response, "status_code", 0) or 0)
+    _statuses[status] += 1
+    if exception is None and 200 <= status < 300:
+        _ok_ms[_bucket(response_time)] += 1
+
+
+@events.quit.add_listener
+def _write_summary(**_: Any) -> None:
+    """Fired after the runner stopped every user and after the HTML report: the final figures."""
+    env = _environment
+    path = env.parsed_options.summary if env is not None and env.parsed_options is not None else ""
+    if not path or env is None or env.runner is None:
+        return
+    total = env.runner.stats.total
+    doc = {"locust": {"num_requests": total.num_requests, "num_failures": total.num_failures,
+                      "start_time": total.start_time, "last_request_timestamp": total.last_request_timestamp,
+                      "total_rps": total.total_rps},
+           "statuses": {str(k): v for k, v in sorted(_statuses.items())},
+           "ok_ms": {f"{k:g}": v for k, v in sorted(_ok_ms.items())}}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+
+
+_environment: Any = None
+
+
+@events.init.add_listener
+def _remember(environment: Any, **_: Any) -> None:
+    global _environment
+    _environment = environment
 
 
 @events.test_start.add_listener
@@ -92,5 +145,5 @@ class ScoringUser(FastHttpUser):
     def score(self) -> None:
         with self.client.post(self._path, data=next(self._next), headers=self._headers, name=self._path,
                               catch_response=True) as response:
-            if response.status_code != 200:
+            if not 200 <= response.status_code < 300:
                 response.failure(f"HTTP {response.status_code}")

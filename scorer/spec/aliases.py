@@ -53,7 +53,8 @@ class Normalized:
         for key in IGNORED_FIELDS:
             if key in data:
                 data.pop(key)
-                self.ignored.append((*loc, key))
+                if key != "$schema":  # not ignored: it tells what the file is (loader.detect)
+                    self.ignored.append((*loc, key))
 
 
 def _script_relative_to_code(entry_script: str, code: str, base_dir: Path) -> str:
@@ -89,16 +90,32 @@ def _code_configuration(n: Normalized, data: dict[str, Any], loc: Loc, base_dir:
     n.move(data, "code_configuration", cc, cc_loc, (*loc, "code"))
 
 
+INLINE_MODEL_KEYS = ("name", "version", "path", "type", "description", "tags", "properties")
+
+
 def _model(n: Normalized, data: dict[str, Any], loc: Loc) -> None:
+    """Azure's inline model `{name, version, path, type}`: the local `path` is the model (Azure
+    registers it from there); without a path, `name` and `version` name a registered model."""
     model = data.get("model")
-    if isinstance(model, dict):
-        if set(model) == {"path"}:
-            data["model"] = model["path"]
-            n.origin[(*loc, "model")] = (*loc, "model", "path")
-        else:
-            n.problems.append(Problem((*loc, "model"), f"got {show(model)}; expected a reference string "
-                                      "or {path: ...}"))
-            data.pop("model")
+    if not isinstance(model, dict):
+        return
+    unknown = sorted(str(k) for k in model if k not in INLINE_MODEL_KEYS)
+    path, name, version = model.get("path"), model.get("name"), model.get("version")
+    if unknown:
+        n.problems.append(Problem((*loc, "model", unknown[0]), f"unknown field in an inline model; expected "
+                                  f"one of: {', '.join(INLINE_MODEL_KEYS)}"))
+    elif path is not None:
+        data["model"] = path
+        n.origin[(*loc, "model")] = (*loc, "model", "path")
+        return
+    elif isinstance(name, str) and isinstance(version, int | str) and not isinstance(version, bool):
+        data["model"] = f"azureml:{name}@latest" if version == "latest" else f"azureml:{name}:{version}"
+        n.origin[(*loc, "model")] = (*loc, "model", "name")
+        return
+    else:
+        n.problems.append(Problem((*loc, "model"), f"got {show(model)}; expected a reference string, "
+                                  "{path: ...} or {name, version}"))
+    data.pop("model")
 
 
 def online_deployment(n: Normalized, data: dict[str, Any], loc: Loc, base_dir: Path) -> None:
@@ -119,7 +136,8 @@ def online_deployment(n: Normalized, data: dict[str, Any], loc: Loc, base_dir: P
             else:
                 n.move(scale, "type", mapped, (*s_loc, "type"), (*s_loc, "scale_type"))
         if isinstance(scale.get("type"), str):
-            scale["type"] = scale["type"].lower()
+            lowered = scale["type"].lower()  # Azure's SDK writes Default / TargetUtilization
+            scale["type"] = "target_utilization" if lowered == "targetutilization" else lowered
         if "instance_count" in scale:
             n.move(data, "instance_count", scale.pop("instance_count"), (*loc, "instance_count"),
                    (*s_loc, "instance_count"))

@@ -13,7 +13,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from scorer.spec import aliases
-from scorer.spec.models import BatchDeployment, Endpoint, OnlineDeployment
+from scorer.spec.models import BatchDeployment, BatchEndpoint, Endpoint, OnlineDeployment
 from scorer.spec.problems import Loc, Problem, SpecError, show
 from scorer.spec.rules import (
     batch_rules,
@@ -25,29 +25,79 @@ from scorer.spec.rules import (
 )
 from scorer.spec.yamlfile import YamlDoc, read_yaml
 
-Kind = Literal["endpoint", "online_deployment", "batch_deployment"]
+Kind = Literal["endpoint", "online_deployment", "batch_deployment", "batch_endpoint"]
 
+# Batch settings; `resources` is not one: Azure's Kubernetes online deployments carry it too.
 BATCH_KEYS = {
     "batch_settings", "settings", "mini_batch_size", "output_action", "output_file_name", "error_threshold",
-    "retry_settings", "max_concurrency_per_instance", "resources", "input_mode",
+    "retry_settings", "max_concurrency_per_instance", "input_mode",
+}
+# Keys only a deployment has: a file with one of them (and no `deployments`) is a deployment,
+# even without `endpoint_name` (Azure takes that from `--endpoint-name`).
+DEPLOYMENT_KEYS = {
+    "model", "code_configuration", "code", "entry_script", "instance_count", "scale_settings", "request_settings",
+    "batching", "liveness_probe", "readiness_probe", "environment_variables", "resources", "endpoint_name",
+    "endpoint",
+}
+# `$schema` file names (Azure's, case-insensitive, and scorer's own configs/schema/*.json) -> kind.
+SCHEMA_KINDS: dict[str, Kind] = {
+    "managedonlineendpoint": "endpoint", "kubernetesonlineendpoint": "endpoint", "endpoint": "endpoint",
+    "managedonlinedeployment": "online_deployment", "kubernetesonlinedeployment": "online_deployment",
+    "deployment": "online_deployment",
+    "batchendpoint": "batch_endpoint",
+    "modelbatchdeployment": "batch_deployment", "batchdeployment": "batch_deployment", "batch": "batch_deployment",
+    "pipelinecomponentbatchdeployment": "batch_deployment",  # refused in load_batch, in one line
 }
 _ALIAS_KEYS: dict[type[BaseModel], tuple[str, ...]] = {
     OnlineDeployment: aliases.ONLINE_DEPLOYMENT_ALIASES + aliases.IGNORED_FIELDS,
     Endpoint: aliases.IGNORED_FIELDS,
     BatchDeployment: aliases.BATCH_ALIASES + aliases.IGNORED_FIELDS,
+    BatchEndpoint: aliases.IGNORED_FIELDS,
 }
 
 
-def detect_kind(data: dict[str, Any]) -> Kind:
-    """The design's rule: batch by `type` or batch settings; online deployment by `endpoint_name`."""
-    if str(data.get("type", "")).lower() == "batch" or BATCH_KEYS & set(data):
+def schema_kind(url: Any) -> Kind | None:
+    """The kind a `$schema` URL or path names, or None when it names none scorer knows."""
+    if not isinstance(url, str) or not url.strip():
+        return None
+    name = url.strip().rstrip("/").rsplit("/", 1)[-1].lower()
+    for suffix in (".schema.json", ".json"):
+        name = name.removesuffix(suffix)
+    return SCHEMA_KINDS.get(name)
+
+
+def _by_content(data: dict[str, Any]) -> Kind:
+    kind = str(data.get("type", "")).lower()
+    resources = data.get("resources")
+    if kind in ("batch", "model", "pipeline") or BATCH_KEYS & set(data) or (
+            isinstance(resources, dict) and "instance_count" in resources):
         return "batch_deployment"
-    if "endpoint_name" in data or "endpoint" in data:
+    if kind in ("managed", "kubernetes") or "endpoint_name" in data or "endpoint" in data:
         return "online_deployment"
-    return "endpoint"
+    if {"deployments", "traffic", "mirror_traffic", "auth_mode"} & set(data):
+        return "endpoint"
+    return "online_deployment" if DEPLOYMENT_KEYS & set(data) else "endpoint"
 
 
-S = TypeVar("S", Endpoint, OnlineDeployment, BatchDeployment)
+def detect(data: dict[str, Any]) -> tuple[Kind, str | None]:
+    """What a file is, and a warning when its `$schema` names nothing scorer knows."""
+    if "$schema" not in data:
+        return _by_content(data), None
+    kind = schema_kind(data["$schema"])
+    if kind is not None:
+        return kind, None
+    guess = _by_content(data)
+    return guess, (f"unknown $schema {data['$schema']!r}; read as {guess.replace('_', ' ')} by its content")
+
+
+def detect_kind(data: dict[str, Any]) -> Kind:
+    """`$schema` decides when it names a known schema; otherwise the content: `type: batch|model` or
+    batch settings make a batch deployment, `type: managed|kubernetes`, `endpoint_name` or deployment
+    keys an online deployment, anything else an endpoint."""
+    return detect(data)[0]
+
+
+S = TypeVar("S", Endpoint, OnlineDeployment, BatchDeployment, BatchEndpoint)
 
 
 @dataclass
@@ -157,13 +207,16 @@ def _validate(cls: type[Any], data: dict[str, Any], base_dir: Path, locate: Any)
         return None, _validation_problems(exc, cls, data, locate)
 
 
-def _source(path: Path, kind: Kind) -> _Source:
-    doc = read_yaml(path)
+def _source(path: Path, kind: Kind, doc: YamlDoc | None = None) -> _Source:
+    doc = doc if doc is not None else read_yaml(path)
     base = path.resolve().parent
     if kind == "endpoint":
         norm = aliases.endpoint(doc.data, base)
     elif kind == "online_deployment":
         norm = aliases.standalone_online_deployment(doc.data, base)
+    elif kind == "batch_endpoint":
+        norm = aliases.Normalized(doc.data)
+        norm.drop_ignored(doc.data, ())
     else:
         norm = aliases.batch(doc.data, base)
     return _Source(doc, norm)
@@ -184,17 +237,28 @@ def _path_problems(items: Iterable[tuple[OnlineDeployment | BatchDeployment, Loc
 
 
 def load_endpoint(
-    endpoint_file: Path, deployment_files: Sequence[Path] = (), *, check_paths: bool = True
+    endpoint_file: Path, deployment_files: Sequence[Path] = (), *, check_paths: bool = True,
+    require_deployments: bool = True,
 ) -> Loaded[Endpoint]:
-    """An endpoint plus optional deployment files, merged and checked as one endpoint."""
-    src = _source(Path(endpoint_file), "endpoint")
+    """An endpoint plus optional deployment files, merged and checked as one endpoint.
+
+    `serve` needs at least one deployment; `validate` checks an endpoint file alone too (Azure's
+    endpoint files never hold deployments)."""
+    return _load_endpoint(Path(endpoint_file), deployment_files, check_paths, None,
+                          require_deployments=require_deployments)
+
+
+def _load_endpoint(endpoint_file: Path, deployment_files: Sequence[Path], check_paths: bool,
+                   doc: YamlDoc | None, dep_docs: Sequence[YamlDoc] = (), *,
+                   require_deployments: bool = True) -> Loaded[Endpoint]:
+    src = _source(endpoint_file, "endpoint", doc)
     errors: list[Problem] = [src.problem(p.loc, p.message) for p in src.norm.problems]
     warnings = _ignored(src)
     ep, errs = _validate(Endpoint, src.norm.data, src.doc.path.resolve().parent, src.problem)
     errors += errs
     owners: dict[str, _Source] = {}
-    for path in deployment_files:
-        dsrc = _source(Path(path), "online_deployment")
+    for i, path in enumerate(deployment_files):
+        dsrc = _source(Path(path), "online_deployment", dep_docs[i] if i < len(dep_docs) else None)
         errors += [dsrc.problem(p.loc, p.message) for p in dsrc.norm.problems]
         warnings += _ignored(dsrc)
         dep, errs = _validate(OnlineDeployment, dsrc.norm.data, dsrc.doc.path.resolve().parent, dsrc.problem)
@@ -204,8 +268,6 @@ def load_endpoint(
         if dep.name is None:
             errors.append(dsrc.problem(("name",), "missing; expected the deployment's name in a deployment file"))
             continue
-        if dep.endpoint_name is None:
-            errors.append(dsrc.problem(("endpoint_name",), "missing; expected the endpoint this deployment belongs to"))
         dsrc.prefix = ("deployments", dep.name)
         if ep is not None:
             if dep.name in ep.deployments or dep.name in owners:
@@ -214,19 +276,21 @@ def load_endpoint(
                 continue
             ep.deployments[dep.name] = dep
         owners[dep.name] = dsrc
+    alone = not require_deployments and not deployment_files  # an endpoint file on its own
     if ep is None:
         raw = src.norm.data
         names = list(raw.get("deployments") or {}) if isinstance(raw.get("deployments"), dict) else []
         names += [n for n in owners if n not in names]
-        rules = traffic_rules(raw.get("traffic"), raw.get("mirror_traffic"), names)
-        errors += [src.problem(p.loc, p.message) for p in rules]
+        if names or not alone:
+            rules = traffic_rules(raw.get("traffic"), raw.get("mirror_traffic"), names)
+            errors += [src.problem(p.loc, p.message) for p in rules]
         raise SpecError(errors)
 
     def locate(loc: Loc, message: str, severity: Literal["error", "warning"] = "error") -> Problem:
         owner = owners.get(str(loc[1])) if len(loc) > 1 and loc[0] == "deployments" else None
         return (owner or src).problem(loc, message, severity)
 
-    for p in endpoint_rules(ep):
+    for p in endpoint_rules(ep, require_deployments=not (alone and not ep.deployments)):
         (errors if p.severity == "error" else warnings).append(locate(p.loc, p.message, p.severity))
     for loc, message in _path_problems((d, ("deployments", n)) for n, d in ep.deployments.items()):
         (errors if check_paths else warnings).append(locate(loc, message, "error" if check_paths else "warning"))
@@ -238,7 +302,11 @@ def load_endpoint(
 
 
 def load_online_deployment(path: Path, *, check_paths: bool = True) -> Loaded[OnlineDeployment]:
-    src = _source(Path(path), "online_deployment")
+    return _load_online_deployment(Path(path), check_paths, None)
+
+
+def _load_online_deployment(path: Path, check_paths: bool, doc: YamlDoc | None) -> Loaded[OnlineDeployment]:
+    src = _source(path, "online_deployment", doc)
     errors = [src.problem(p.loc, p.message) for p in src.norm.problems]
     dep, errs = _validate(OnlineDeployment, src.norm.data, src.doc.path.resolve().parent, src.problem)
     errors += errs
@@ -255,7 +323,27 @@ def load_online_deployment(path: Path, *, check_paths: bool = True) -> Loaded[On
 
 
 def load_batch(path: Path, *, check_paths: bool = True) -> Loaded[BatchDeployment]:
-    src = _source(Path(path), "batch_deployment")
+    return _load_batch(Path(path), check_paths, None)
+
+
+def _pipeline_refusal(doc: YamlDoc) -> SpecError | None:
+    """Azure's pipeline-component batch deployments run an Azure ML pipeline: refused in one line."""
+    data = doc.data
+    named = str(data.get("$schema", "")).lower().rstrip("/").endswith("pipelinecomponentbatchdeployment.schema.json")
+    if not (named or str(data.get("type", "")).lower() == "pipeline" or "component" in data
+            or "job_definition" in data):
+        return None
+    loc: Loc = ("type",) if "type" in data else ("component",) if "component" in data else ()
+    return SpecError([Problem(loc, "a pipeline-component batch deployment (an Azure ML pipeline); scorer runs "
+                              "model batch deployments: type: model with a model or a scoring script",
+                              file=doc.path, line=doc.line_of(loc))])
+
+
+def _load_batch(path: Path, check_paths: bool, doc: YamlDoc | None) -> Loaded[BatchDeployment]:
+    doc = doc if doc is not None else read_yaml(path)
+    if (refusal := _pipeline_refusal(doc)) is not None:
+        raise refusal
+    src = _source(path, "batch_deployment", doc)
     errors = [src.problem(p.loc, p.message) for p in src.norm.problems]
     dep, errs = _validate(BatchDeployment, src.norm.data, src.doc.path.resolve().parent, src.problem)
     errors += errs
@@ -271,11 +359,38 @@ def load_batch(path: Path, *, check_paths: bool = True) -> Loaded[BatchDeploymen
     return Loaded("batch_deployment", [src.doc.path], dep, warnings)
 
 
+def load_batch_endpoint(path: Path, doc: YamlDoc | None = None) -> Loaded[BatchEndpoint]:
+    """Azure's batch endpoint file: checked on its own; its deployments run one file at a time."""
+    src = _source(Path(path), "batch_endpoint", doc)
+    errors = [src.problem(p.loc, p.message) for p in src.norm.problems]
+    ep, errs = _validate(BatchEndpoint, src.norm.data, src.doc.path.resolve().parent, src.problem)
+    errors += errs
+    if errors or ep is None:
+        raise SpecError(errors)
+    return Loaded("batch_endpoint", [src.doc.path], ep, _ignored(src))
+
+
+def load_doc(doc: YamlDoc, *, check_paths: bool = False, deployments: Sequence[YamlDoc] = (),
+             kind: Kind | None = None) -> Loaded[Any]:
+    """A file already read, as what it is; an endpoint with the deployment files read with it.
+    (`scorer validate` reads each file once and groups them the way `serve` does.)"""
+    detected, unknown_schema = detect(doc.data)
+    kind = kind or detected
+    if kind == "batch_deployment":
+        loaded: Loaded[Any] = _load_batch(doc.path, check_paths, doc)
+    elif kind == "online_deployment":
+        loaded = _load_online_deployment(doc.path, check_paths, doc)
+    elif kind == "batch_endpoint":
+        loaded = load_batch_endpoint(doc.path, doc)
+    else:
+        loaded = _load_endpoint(doc.path, [d.path for d in deployments], check_paths, doc, deployments,
+                                require_deployments=False)
+    if unknown_schema:
+        loaded.warnings.insert(0, Problem(("$schema",), unknown_schema, file=doc.path,
+                                          line=doc.line_of(("$schema",)), severity="warning"))
+    return loaded
+
+
 def load_any(path: Path, *, check_paths: bool = False) -> Loaded[Any]:
     """Load one file as whatever kind its content says it is (for `scorer validate`)."""
-    kind = detect_kind(read_yaml(Path(path)).data)
-    if kind == "batch_deployment":
-        return load_batch(path, check_paths=check_paths)
-    if kind == "online_deployment":
-        return load_online_deployment(path, check_paths=check_paths)
-    return load_endpoint(path, check_paths=check_paths)
+    return load_doc(read_yaml(Path(path)), check_paths=check_paths)  # parsed once

@@ -14,9 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from scorer.models.reference import parse_model_ref
+from scorer.spec.limits import MAX_INSTANCES
+from scorer.spec.server import ServerSettings
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+# Replica counts: `rules.py` enforces the cap (knob SCORER_MAX_INSTANCES); editors see the default.
+Replicas = Annotated[int, Field(gt=0, json_schema_extra={"maximum": MAX_INSTANCES.default})]
 
 AUTH_MODES = ("key", "aml_token", "aad_token", "token", "none")
 HOOK_PATTERN = re.compile(r"^(local|command:.+|webhook:https?://.+|python:[\w.]+:[\w.]+)$")
@@ -25,7 +29,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # strict: no "2" -> 2 or true -> 1, so that `scorer validate` and the JSON Schema agree
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
 
 def _base_dir(info: ValidationInfo) -> Path:
@@ -64,7 +69,7 @@ class CodeConfiguration(Strict):
 class ScaleSettings(Strict):
     type: Literal["default", "target_utilization"] = "default"
     min_instances: PositiveInt = 1
-    max_instances: PositiveInt | None = None
+    max_instances: Replicas | None = None
     target_utilization_percentage: Annotated[int, Field(gt=0, le=100)] = 70
     polling_interval: PositiveFloat = 10
     scale_down_delay: Annotated[float, Field(ge=0)] = 300
@@ -99,17 +104,30 @@ class Probe(Strict):
 
 def _env_values(v: Any) -> Any:
     if isinstance(v, dict):
-        return {str(k): ("" if val is None else str(val).lower() if isinstance(val, bool) else str(val))
+        return {str(k): ("" if val is None else str(val).lower() if isinstance(val, bool)
+                         else val if isinstance(val, list | dict) else str(val))  # lists and maps: refused
                 for k, val in v.items()}
     return v
+
+
+Quantity = str | int | float
+
+
+class KubernetesResources(Strict):
+    """Azure's Kubernetes online deployments: `{requests: {cpu, memory}, limits: {...}}`."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
 class OnlineDeployment(Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     endpoint_name: str | None = None
+    type: Literal["managed", "kubernetes"] | None = None  # Azure's; both run the same way here
     model: str | None = None
     code_configuration: CodeConfiguration | None = None
-    instance_count: PositiveInt = 1
+    instance_count: Replicas = 1
+    resources: KubernetesResources | None = None
     scale_settings: ScaleSettings = Field(default_factory=ScaleSettings)
     request_settings: RequestSettings = Field(default_factory=RequestSettings)
     batching: Batching = Field(default_factory=Batching)
@@ -127,6 +145,11 @@ class OnlineDeployment(Strict):
     def _env(cls, v: Any) -> Any:
         return _env_values(v)
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
     @property
     def max_instances(self) -> int:
         s = self.scale_settings
@@ -138,6 +161,7 @@ class Endpoint(Strict):
     auth_mode: Literal["key", "aml_token", "aad_token", "token", "none"] = "key"
     traffic: dict[str, int] = Field(default_factory=dict)
     mirror_traffic: dict[str, int] = Field(default_factory=dict)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     deployments: dict[str, OnlineDeployment] = Field(default_factory=dict)
 
     @field_validator("auth_mode", mode="before")
@@ -150,13 +174,43 @@ class Endpoint(Strict):
         return self.auth_mode in ("aml_token", "aad_token", "token")
 
 
+class BatchEndpointDefaults(Strict):
+    deployment_name: str | None = None
+
+
+class BatchEndpoint(Strict):
+    """Azure's batch endpoint file: a name for batch deployments to share; scorer runs each
+    deployment file on its own (`scorer batch DEPLOYMENT.yaml`)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    auth_mode: Literal["key", "aml_token", "aad_token", "token", "none"] = "aad_token"
+    defaults: BatchEndpointDefaults = Field(default_factory=BatchEndpointDefaults)
+
+    @field_validator("auth_mode", mode="before")
+    @classmethod
+    def _auth(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
 class Resources(Strict):
-    instance_count: PositiveInt = 1
+    instance_count: Replicas = 1
 
 
 class RetrySettings(Strict):
     max_retries: Annotated[int, Field(ge=0)] = 3
     timeout: PositiveFloat = 30
+
+
+class TextInput(Strict):
+    """Batch: how CSV / JSON Lines inputs split into rows (docs/batch.md)."""
+
+    newlines_in_values: bool = False  # CSV: quoted fields may span lines (off: a row is one line)
+    max_line_bytes: PositiveInt | str = 1048576  # a longer row fails on its own; or a size like "4MB"
+
+    @field_validator("max_line_bytes")
+    @classmethod
+    def _max_line(cls, v: int | str) -> int | str:
+        return v if isinstance(v, int) else parse_size(v)
 
 
 def parse_size(text: str) -> int:
@@ -182,6 +236,7 @@ class BatchDeployment(Strict):
     output_action: Literal["append_row", "summary_only"] = "append_row"
     output_file_name: str = "predictions.csv"
     retry_settings: RetrySettings = Field(default_factory=RetrySettings)
+    text_input: TextInput = Field(default_factory=TextInput)
     error_threshold: Annotated[int, Field(ge=-1)] = -1
     logging_level: Literal["debug", "info", "warning"] = "info"
     environment_variables: dict[str, str] = Field(default_factory=dict)
@@ -200,6 +255,12 @@ class BatchDeployment(Strict):
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _model_type(cls, v: Any) -> Any:
+        # Azure's modelBatchDeployment writes `type: model`
+        return "batch" if isinstance(v, str) and v.lower() == "model" else v
 
     @field_validator("mini_batch_size")
     @classmethod

@@ -32,6 +32,8 @@ class Problem:
         where = str(self.file) if self.file else "<spec>"
         if self.line:
             where += f":{self.line}"
+        if not self.loc:  # about the file as a whole
+            return f"{where}: {self.severity}: {self.message}"
         return f"{where}: {self.severity}: {dotted(self.loc)}: {self.message}"
 
 

@@ -6,13 +6,22 @@ from pathlib import Path
 from typing import Any
 
 from scorer.models.reference import parse_model_ref
+from scorer.spec.limits import MAX_INSTANCES
 from scorer.spec.models import BatchDeployment, Endpoint, OnlineDeployment
 from scorer.spec.problems import Loc, Problem, show
 
 
+def _over_cap(value: int | None, loc: Loc) -> list[Problem]:
+    cap = MAX_INSTANCES.value()
+    if value is None or value <= cap:
+        return []
+    return [Problem(loc, f"got {value}; expected at most {cap} ({MAX_INSTANCES.env})")]
+
+
 def deployment_rules(dep: OnlineDeployment, loc: Loc) -> list[Problem]:
-    out: list[Problem] = []
     s = dep.scale_settings
+    out = _over_cap(dep.instance_count, (*loc, "instance_count"))
+    out += _over_cap(s.max_instances, (*loc, "scale_settings", "max_instances"))
     if s.min_instances > dep.instance_count:
         out.append(Problem((*loc, "scale_settings", "min_instances"),
                            f"got {s.min_instances}; expected at most instance_count ({dep.instance_count})"))
@@ -37,7 +46,9 @@ def deployment_rules(dep: OnlineDeployment, loc: Loc) -> list[Problem]:
     return out
 
 
-def endpoint_rules(ep: Endpoint) -> list[Problem]:
+def endpoint_rules(ep: Endpoint, *, require_deployments: bool = True) -> list[Problem]:
+    """Every rule across an endpoint's fields; an endpoint file checked alone (`require_deployments`
+    false, no deployments) skips the ones that need its deployments."""
     out: list[Problem] = []
     for name, dep in ep.deployments.items():
         loc: Loc = ("deployments", name)
@@ -47,8 +58,11 @@ def endpoint_rules(ep: Endpoint) -> list[Problem]:
             out.append(Problem((*loc, "endpoint_name"),
                                f"got {dep.endpoint_name!r}; expected this endpoint's name, {ep.name!r}"))
         out.extend(deployment_rules(dep, loc))
+    if not ep.deployments and not require_deployments:
+        return out
     if not ep.deployments:
-        out.append(Problem(("deployments",), "empty; expected at least one deployment"))
+        out.append(Problem(("deployments",), "empty; expected at least one deployment, inline under "
+                           "`deployments:` or as deployment files given after the endpoint file"))
     out.extend(traffic_rules(ep.traffic, ep.mirror_traffic, list(ep.deployments)))
     return out
 
@@ -94,7 +108,7 @@ def fill_traffic(ep: Endpoint) -> list[str]:
 
 
 def batch_rules(dep: BatchDeployment) -> list[Problem]:
-    out: list[Problem] = []
+    out = _over_cap(dep.resources.instance_count, ("resources", "instance_count"))
     cc = dep.code_configuration
     has_script = cc is not None and bool(cc.scoring_script)
     if dep.model is None and not has_script:

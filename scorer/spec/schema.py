@@ -1,26 +1,69 @@
 """JSON Schema of the endpoint and batch documents, for editors (`configs/schema/`).
 
-Generated from the pydantic models, then widened with the accepted aliases and ignored fields so
-that the seed documents' forms validate in an editor as they do in `scorer validate`.
+Generated from the pydantic models, then widened with the accepted aliases, Azure's spellings and
+ignored fields, so that a file passes the schema exactly when `scorer validate` accepts it, except
+for the rules a JSON Schema cannot express (traffic sums, names that refer to other entries,
+bounds between fields), which the `description`s state (tests/foundation/test_schema_agrees.py).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from scorer.spec.aliases import IGNORED_FIELDS
+from scorer.spec.aliases import IGNORED_FIELDS, INLINE_MODEL_KEYS
 from scorer.spec.models import BatchDeployment, Endpoint, OnlineDeployment
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "configs" / "schema"
 _ANY = {"description": "accepted for Azure ML compatibility; ignored by scorer"}
+_TRAFFIC = ("Integer percents by deployment name. Checked by scorer validate, not by this schema: they sum to "
+            "100 (or are all 0, then the endpoint answers 404) and name deployments of this endpoint.")
+_MIRROR = ("Optional: one deployment with 0 live traffic, at most 50 percent. Checked by scorer validate, not by "
+           "this schema: it names a deployment of this endpoint that has 0 live traffic.")
+_DEPLOYMENTS = ("May be empty in an endpoint file (Azure's endpoint files hold none); scorer serve needs at least "
+                "one, here or as deployment files given after the endpoint file.")
+_SCALE = ("Checked by scorer validate, not by this schema: min_instances <= instance_count <= max_instances.")
+_MODEL_OR_SCRIPT = [
+    {"required": ["model"], "properties": {"model": {"not": {"type": "null"}}}},
+    {"required": ["code_configuration"], "properties": {"code_configuration": {
+        "required": ["scoring_script"], "properties": {"scoring_script": {"type": "string", "minLength": 1}}}}},
+    {"required": ["code", "entry_script"]},
+]
+
+
+def any_case(*words: str) -> dict[str, Any]:
+    """A string equal to one of `words` in any letter case (validate lower-cases these fields)."""
+    alts = ["".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in w) for w in words]
+    return {"type": "string", "pattern": f"^(?:{'|'.join(alts)})$", "description": " | ".join(words)}
+
+
+def _model_property() -> dict[str, Any]:
+    inline: dict[str, Any] = {
+        "type": "object", "additionalProperties": False,
+        "description": "Azure's inline model: the local `path` is the model; without it, `name` and "
+                       "`version` name a registered model (azureml:NAME:VERSION)",
+        "properties": {"name": {"type": "string"}, "version": {"type": ["string", "integer"]},
+                       "path": {"type": "string"}, "type": {"type": "string"}, "description": {"type": "string"},
+                       "tags": {"type": "object"}, "properties": {"type": "object"}},
+        "anyOf": [{"required": ["path"]}, {"required": ["name", "version"]}],
+    }
+    assert set(inline["properties"]) == set(INLINE_MODEL_KEYS)
+    return {"anyOf": [{"type": "string", "minLength": 1}, inline, {"type": "null"}]}
+
+
+def _environment_variables(props: dict[str, Any]) -> None:
+    props["environment_variables"] = {
+        "type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+        "description": "values are set as text (true -> 'true', null -> '')"}
 
 
 def _widen(schema: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     props = schema.setdefault("properties", {})
     for key in IGNORED_FIELDS:
         props.setdefault(key, _ANY)
+    props["$schema"] = {"type": "string", "description": "Azure's or scorer's schema URL: it tells what the file is"}
     props.update(extra)
     return schema
 
@@ -43,13 +86,18 @@ def _legacy_deployment(defs: dict[str, Any]) -> None:
         "entry_script": {"type": "string", "description": "seed form of code_configuration.scoring_script"},
         "endpoint": {"type": "string", "description": "older name of endpoint_name"},
     })
-    dep["properties"]["model"] = {"anyOf": [
-        {"type": "string"}, {"type": "object", "properties": {"path": {"type": "string"}},
-                             "required": ["path"], "additionalProperties": False}, {"type": "null"}]}
-    scale = defs["ScaleSettings"]["properties"]
-    scale["scale_type"] = {"enum": ["auto", "manual"], "description": "older form of type"}
-    scale["instance_count"] = {"type": "integer", "minimum": 1, "description": "older place of instance_count"}
-    scale["type"] = {"enum": ["default", "target_utilization", "Default", "TargetUtilization"]}
+    props = dep["properties"]
+    props["model"] = _model_property()
+    props["type"] = {"anyOf": [any_case("managed", "kubernetes"), {"type": "null"}]}
+    _environment_variables(props)
+    dep["anyOf"] = _MODEL_OR_SCRIPT
+    dep["description"] = "A model reference, or a code_configuration with a scoring_script, or both. " + _SCALE
+    scale = defs["ScaleSettings"]
+    scale["description"] = _SCALE
+    scale["properties"]["scale_type"] = {**any_case("auto", "manual"), "description": "older form of type"}
+    scale["properties"]["instance_count"] = {
+        "type": "integer", "minimum": 1, "maximum": 1024, "description": "older place of instance_count"}
+    scale["properties"]["type"] = any_case("default", "target_utilization", "targetutilization")
     defs["RequestSettings"]["properties"]["scoring_timeout_ms"] = {
         "type": "integer", "exclusiveMinimum": 0, "description": "older name of request_timeout_ms"}
 
@@ -58,6 +106,11 @@ def endpoint_schema() -> dict[str, Any]:
     schema = _strip_paths(Endpoint.model_json_schema())
     _legacy_deployment(schema["$defs"])
     _widen(schema, {})
+    props = schema["properties"]
+    props["auth_mode"] = any_case("key", "aml_token", "aad_token", "token", "none")
+    props["traffic"]["description"] = _TRAFFIC
+    props["mirror_traffic"]["description"] = _MIRROR
+    props["deployments"]["description"] = _DEPLOYMENTS
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "scorer online endpoint"
     return schema
@@ -75,10 +128,13 @@ def deployment_schema() -> dict[str, Any]:
 
 def batch_schema() -> dict[str, Any]:
     schema = _strip_paths(BatchDeployment.model_json_schema())
-    schema["properties"]["type"] = {"enum": ["batch", "Batch", "BATCH"], "default": "batch"}
-    schema["properties"]["model"] = {"anyOf": [
-        {"type": "string"}, {"type": "object", "properties": {"path": {"type": "string"}},
-                             "required": ["path"], "additionalProperties": False}, {"type": "null"}]}
+    props = schema["properties"]
+    props["type"] = {**any_case("batch", "model"), "default": "batch",
+                     "description": "batch, or Azure's model (modelBatchDeployment); any case"}
+    props["model"] = _model_property()
+    props["logging_level"] = {**any_case("debug", "info", "warning"), "default": "info"}
+    props["output_action"] = {**any_case("append_row", "summary_only"), "default": "append_row"}
+    _environment_variables(props)
     _widen(schema, {
         "code": {"type": "string", "description": "seed form: code folder (added to sys.path)"},
         "entry_script": {"type": "string", "description": "seed form of code_configuration.scoring_script"},
@@ -88,6 +144,8 @@ def batch_schema() -> dict[str, Any]:
                            "partitioning_scheme.mini_batch_size, output_configuration.append, error_threshold, "
                            "retry_settings.timeout_in_seconds / max_retries"},
     })
+    schema["anyOf"] = _MODEL_OR_SCRIPT
+    schema["description"] = "A model reference, or a code_configuration with a scoring_script, or both."
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "scorer batch deployment"
     return schema

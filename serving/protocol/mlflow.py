@@ -1,22 +1,22 @@
 """The MLflow scoring protocol, parsed and answered exactly as `mlflow models serve` does.
 
 Parsing, schema enforcement and the JSON encoding of predictions are MLflow's own functions
-(`mlflow.pyfunc.scoring_server`), so answers match byte for byte; what differs is the error
-mapping: client mistakes are 400 naming the problem, a model that raises is 424, and no answer
-ever carries a traceback. Runs in the replica, never in the router (except `check_media_type`).
+(`mlflow.pyfunc.scoring_server`), so answers match byte for byte; errors carry MLflow's status,
+error_code and error_class, except that a model that raises is 424 here (Azure's /score convention;
+the router turns it into MLflow's 400 on /invocations) and no answer ever carries a traceback.
+Runs in the replica, never in the router (except `check_media_type`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
 
-import orjson
-
 from serving.errors import ScoringError
+from serving.protocol import jsonbody
+from serving.protocol.shapes import check_payload
 
 log = logging.getLogger("scorer.replica")
 
@@ -37,17 +37,22 @@ def check_media_type(content_type: str | None) -> str:
     """'application/json' or 'text/csv' (the mime part), else ScoringError 415. Cheap: router side."""
     if not content_type:
         raise ScoringError(415, "Content-Type is missing; send application/json or text/csv")
-    parts = [p.strip() for p in content_type.split(";")]
-    mime = parts[0].lower()
+    mime = media_type(content_type)
     if mime not in (JSON, CSV):
-        raise ScoringError(415, f"unsupported Content-Type {content_type!r}; send application/json or text/csv")
+        raise ScoringError(415, f"unsupported Content-Type {content_type[:200]!r}; send application/json or text/csv")
+    return mime
+
+
+def media_type(content_type: str) -> str:
+    """The mime part, lower-cased; 415 for any parameter but `charset=utf-8` (as MLflow answers)."""
+    parts = [p.strip() for p in content_type.split(";")]
     for param in parts[1:]:
         key, _, value = param.partition("=")
         if key.strip().lower() != "charset":
-            raise ScoringError(415, f"unrecognized Content-Type parameter {key.strip()!r}")
+            raise ScoringError(415, f"unrecognized Content-Type parameter {key.strip()[:100]!r}")
         if value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             raise ScoringError(415, "only the UTF-8 charset is supported")
-    return mime
+    return parts[0].lower()
 
 
 def _first_line(text: str) -> str:
@@ -61,17 +66,6 @@ def _message(exc: BaseException) -> str:
     return text.strip()
 
 
-def _loads(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:  # NaN, Infinity and big integers: what Python's json (and MLflow) accepts
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ScoringError(400, f"request body is not valid JSON: {exc}") from None
-
-
 def _unwrap_azure(doc: dict[str, Any]) -> dict[str, Any]:
     """Azure ML's `{"input_data": ...}`: split-oriented frame (columns/index/data) or tensors."""
     if "input_data" not in doc or any(k in doc for k in FORMATS):
@@ -82,47 +76,6 @@ def _unwrap_azure(doc: dict[str, Any]) -> dict[str, Any]:
     else:
         doc["inputs"] = inner
     return doc
-
-
-def _required_columns(schema: Any) -> list[str]:
-    try:
-        if schema is None or not schema.has_input_names():
-            return []
-        return [c.name for c in schema.inputs if getattr(c, "required", True)]
-    except Exception:
-        return []
-
-
-def _check_shape(fmt: str, payload: Any, schema: Any) -> None:
-    """Ragged rows and records missing a column: pandas would pad them with NaN, and the model
-    would fail on the NaN (a 424 for what is the client's mistake)."""
-    if fmt == "dataframe_split":
-        if not isinstance(payload, dict):
-            raise ScoringError(400, f"dataframe_split: expected an object with columns and data, "
-                               f"got {type(payload).__name__}")
-        data = payload.get("data")
-        if not isinstance(data, list):
-            raise ScoringError(400, "dataframe_split.data: expected a list of rows")
-        columns = payload.get("columns")
-        width = len(columns) if isinstance(columns, list) else None
-        for i, row in enumerate(data):
-            if isinstance(row, list):
-                if width is None:
-                    width = len(row)
-                elif len(row) != width:
-                    raise ScoringError(400, f"dataframe_split.data[{i}]: row has {len(row)} values, expected "
-                                       f"{width} (one per column)")
-    elif fmt == "dataframe_records":
-        if not isinstance(payload, list):
-            raise ScoringError(400, f"dataframe_records: expected a list of records, got {type(payload).__name__}")
-        required = _required_columns(schema)
-        for i, rec in enumerate(payload):
-            if not isinstance(rec, dict):
-                continue
-            missing = [c for c in required if c not in rec]
-            if missing:
-                raise ScoringError(400, f"dataframe_records[{i}]: missing column{'s' if len(missing) > 1 else ''} "
-                                   f"{', '.join(repr(c) for c in missing[:10])}")
 
 
 def _all_double_columns(schema: Any) -> frozenset[str] | None:
@@ -189,7 +142,7 @@ class MlflowScorer:
                 return ss.parse_csv_input(StringIO(text), schema=self.schema), None
             except MlflowException as exc:
                 raise ScoringError(400, _message(exc).replace("\n", " ")) from None
-        doc = _loads(body)
+        doc = jsonbody.loads(body)
         if not isinstance(doc, dict):
             raise ScoringError(400, f"{ss.REQUIRED_INPUT_FORMAT}; received a JSON {type(doc).__name__}")
         doc = _unwrap_azure(doc)
@@ -197,10 +150,11 @@ class MlflowScorer:
         if len(keys) != 1:
             raise ScoringError(400, f"{ss.REQUIRED_INPUT_FORMAT} (or Azure ML's input_data); "
                                f"received fields {sorted(doc)}")
-        _check_shape(keys[0], doc[keys[0]], self.schema)
+        check_payload(keys[0], doc[keys[0]], self.schema)
         params = doc.get("params")
         if params is not None and not isinstance(params, dict):
-            raise ScoringError(400, f"params: expected a JSON object, got {type(params).__name__}")
+            raise ScoringError(400, f"params: expected a JSON object, got {type(params).__name__}",
+                               "INVALID_PARAMETER_VALUE")
         if self.double_columns is not None and keys[0] == "dataframe_split" and "params" not in doc:
             fast = _fast_split(doc["dataframe_split"], self.double_columns)
             if fast is not None:
@@ -209,6 +163,8 @@ class MlflowScorer:
             parsed = ss._parse_json_data(doc, self.model.metadata, self.schema)
         except ScoringError:
             raise
+        except MlflowException as exc:
+            raise ScoringError(400, f"{keys[0]}: {_message(exc)}", *_client_codes(exc)) from None
         except Exception as exc:
             raise ScoringError(400, f"{keys[0]}: {_message(exc)}") from None
         return parsed.data, parsed.params
@@ -220,12 +176,14 @@ class MlflowScorer:
             return self.model.predict(data, params=params) if params else self.model.predict(data)
         except MlflowException as exc:
             msg = _message(exc)
+            if exc.get_http_status_code() >= 500:  # MLflow answers these as a server error: the model's
+                raise model_error(exc) from None
             if "Failed to enforce schema" in msg:
                 detail = msg.split(". Error: ", 1)[-1] if ". Error: " in msg else msg
-                raise ScoringError(400, f"input does not match the model signature: {detail}") from None
-            if "params" in msg.lower() and "schema" in msg.lower():
-                raise ScoringError(400, f"params: {msg}") from None
-            raise model_error(exc) from None
+                msg = f"input does not match the model signature: {detail}"
+            elif "param" in msg.lower() and not msg.startswith("params"):
+                msg = f"params: {msg}"
+            raise ScoringError(exc.get_http_status_code(), msg, *_client_codes(exc)) from None
         except Exception as exc:
             raise model_error(exc) from None
 
@@ -246,6 +204,14 @@ class MlflowScorer:
     def warm_up(self, example: Any) -> None:
         if example is not None:
             self.encode(self.model.predict(example))
+
+
+def _client_codes(exc: Any) -> tuple[str | None, None, str | None]:
+    """(error_code, headers, error_class) of an MlflowException that MLflow answers as a 4xx."""
+    code = getattr(exc, "error_code", None)
+    if exc.get_http_status_code() >= 500:
+        code = None
+    return code, None, getattr(exc, "error_class", None) if code else None
 
 
 def model_error(exc: BaseException) -> ScoringError:

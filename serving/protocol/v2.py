@@ -15,6 +15,9 @@ from typing import Any
 import orjson
 
 from serving.errors import ScoringError
+from serving.protocol import jsonbody
+from serving.protocol.jsonbody import clip_value
+from serving.protocol.mlflow import media_type
 
 # MLflow schema types -> V2 datatypes
 DATATYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
@@ -22,6 +25,8 @@ DATATYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT
 # the binary tensor extension (tritonclient's default): little-endian, row-major
 NUMPY = {"FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
          "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "BOOL": "?"}
+DATATYPE_NAMES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
+                  "FP64", "BYTES")
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
 
@@ -68,22 +73,59 @@ def _bad(message: str) -> ScoringError:
     return ScoringError(400, message)
 
 
-def _flat(data: Any) -> list[Any]:
-    """Row-major flattening of nested lists (V2 allows both flat and nested `data`)."""
+def _flat(data: Any, where: str) -> list[Any]:
+    """Row-major values of `data`, flat or nested (V2 allows both) with every value at the same
+    depth. Iterative, one level at a time: no nesting reaches Python's recursion limit (the JSON
+    decode bounds the depth)."""
     if not isinstance(data, list):
-        return [data]
-    if not any(isinstance(v, list) for v in data):
-        return data
-    out: list[Any] = []
-    for v in data:
-        out.extend(_flat(v))
-    return out
+        raise _bad(f"{where}.data: got {clip_value(data)}; expected a list of values")
+    level = data
+    while True:
+        kinds = set(map(type, level))
+        if list not in kinds:
+            return level
+        if len(kinds) > 1:
+            raise _bad(f"{where}.data: nested as {_nesting(data)}, with values at different depths; expected "
+                       "a flat list, or lists nested evenly in row-major order")
+        level = [x for v in level for x in v]
+
+
+def _nesting(data: Any) -> str:
+    dims: list[int] = []
+    while isinstance(data, list) and len(dims) < 8:
+        dims.append(len(data))
+        data = data[0] if data else None
+    return f"{dims} (first items)" if dims else "a scalar"
+
+
+def datatype_of(tensor: dict[str, Any], where: str) -> str:
+    """The tensor's V2 datatype, or 400 naming it: a string among the datatypes served here."""
+    datatype = tensor.get("datatype")
+    if not isinstance(datatype, str) or datatype not in DATATYPE_NAMES:
+        hint = " (BF16 has no NumPy type; send FP32)" if datatype == "BF16" else ""
+        raise _bad(f"{where}.datatype: got {clip_value(datatype)}{hint}; expected one of {', '.join(DATATYPE_NAMES)}")
+    return datatype
+
+
+def _check_values(values: list[Any], datatype: str, where: str, name: str) -> None:
+    kinds = set(map(type, values))
+    if datatype in NUMERIC:
+        if not kinds <= {int, float}:
+            bad = next(v for v in values if type(v) not in (int, float))
+            raise _bad(f"{where} ({name}): datatype {datatype} needs numbers; got {clip_value(bad)}")
+    elif datatype == "BOOL":
+        if not kinds <= {bool}:
+            bad = next(v for v in values if type(v) is not bool)
+            raise _bad(f"{where} ({name}): datatype BOOL needs true or false; got {clip_value(bad)}")
+    elif kinds & {dict, list}:
+        bad = next(v for v in values if type(v) in (dict, list))
+        raise _bad(f"{where} ({name}): datatype BYTES needs strings; got {clip_value(bad)}")
 
 
 def _shape(tensor: dict[str, Any], where: str) -> list[int]:
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):
-        raise _bad(f"{where}.shape: got {shape!r}; expected a list of non-negative integers")
+        raise _bad(f"{where}.shape: got {clip_value(shape)}; expected a list of non-negative integers")
     return shape
 
 
@@ -94,6 +136,8 @@ def _binary(blob: bytes, datatype: Any, where: str) -> list[Any]:
             if i + 4 > len(blob):
                 raise _bad(f"{where}: truncated BYTES element")
             n = int.from_bytes(blob[i:i + 4], "little")
+            if i + 4 + n > len(blob):
+                raise _bad(f"{where}: BYTES element of {n} bytes runs past the tensor's {len(blob)} bytes")
             out.append(blob[i + 4:i + 4 + n].decode("utf-8", errors="replace"))
             i += 4 + n
         return out
@@ -110,10 +154,29 @@ def _binary(blob: bytes, datatype: Any, where: str) -> list[Any]:
 def _split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or int(header_length) > len(body):
-        raise _bad(f"Inference-Header-Content-Length: got {header_length!r} for a body of {len(body)} bytes")
+    if not (header_length.isascii() and header_length.isdigit()) \
+            or len(header_length.lstrip("0")) > len(str(len(body))) or int(header_length) > len(body):
+        raise _bad(f"Inference-Header-Content-Length: got {clip_value(header_length, 30)} for a body of {len(body)} "
+                   "bytes; expected the length in bytes (ASCII digits) of the JSON part at the body's start")
     n = int(header_length)
     return body[:n], body[n:]
+
+
+def check_media_type(content_type: str | None, header_length: str | None) -> None:
+    """V2 bodies: no Content-Type (tritonclient sends none), application/json, or
+    application/octet-stream with Inference-Header-Content-Length; anything else is 415."""
+    if not content_type or not content_type.strip():
+        return
+    mime = media_type(content_type)
+    if mime == "application/json":
+        return
+    if mime == "application/octet-stream":
+        if header_length is None:
+            raise ScoringError(415, "application/octet-stream needs Inference-Header-Content-Length (the length of "
+                                    "the JSON part); send JSON as application/json")
+        return
+    raise ScoringError(415, f"unsupported Content-Type {content_type[:200]!r}; send application/json, or "
+                            "application/octet-stream with Inference-Header-Content-Length")
 
 
 def to_dataframe_split(body: bytes, signature: Signature,
@@ -122,10 +185,7 @@ def to_dataframe_split(body: bytes, signature: Signature,
     comes as JSON `data` or, with `Inference-Header-Content-Length`, as binary after the JSON."""
     body, blob = _split_binary(body, header_length)
     offset = 0
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise _bad(f"body is not JSON: {exc}") from None
+    doc = jsonbody.loads(body, "the V2 request" if not blob else "the V2 request's JSON part")
     if not isinstance(doc, dict):
         raise _bad(f"expected a JSON object with 'inputs'; got {type(doc).__name__}")
     inputs = doc.get("inputs")
@@ -139,25 +199,25 @@ def to_dataframe_split(body: bytes, signature: Signature,
         if not isinstance(name, str) or not name:
             raise _bad(f"{where}.name: expected a string")
         shape = _shape(t, where)
+        datatype = datatype_of(t, where)
         params = t.get("parameters") if isinstance(t.get("parameters"), dict) else {}
         size_bytes = params.get("binary_data_size")
         if size_bytes is not None:
             if type(size_bytes) is not int or size_bytes < 0 or offset + size_bytes > len(blob):
-                raise _bad(f"{where}.parameters.binary_data_size: got {size_bytes!r}; the binary part has "
+                raise _bad(f"{where}.parameters.binary_data_size: got {clip_value(size_bytes)}; the binary part has "
                            f"{len(blob) - offset} bytes left")
-            data = _binary(blob[offset:offset + size_bytes], t.get("datatype"), where)
+            data = _binary(blob[offset:offset + size_bytes], datatype, where)
             offset += size_bytes
         elif t.get("data") is None:
             raise _bad(f"{where}.data: missing")
         else:
-            data = _flat(t.get("data"))
+            data = _flat(t.get("data"), where)
         size = 1
         for d in shape:
             size *= d
         if len(data) != size:
             raise _bad(f"{where} ({name}): shape {shape} needs {size} values; data has {len(data)}")
-        if t.get("datatype") in NUMERIC and not all(type(v) in (int, float) for v in data):
-            raise _bad(f"{where} ({name}): datatype {t['datatype']} needs numbers")
+        _check_values(data, datatype, where, name)
         tensors.append((name, shape, data))
     columns = [n for n, _ in signature.inputs]
     if len(tensors) == 1 and len(tensors[0][1]) == 2:

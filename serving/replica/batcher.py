@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serving.errors import ScoringError, clip, error_body
-from serving.protocol.mlflow import Reply, _required_columns, check_media_type
+from serving.protocol.mlflow import Reply, check_media_type
+from serving.protocol.shapes import required_columns
 
 log = logging.getLogger("scorer.replica")
 
@@ -60,7 +61,7 @@ class Batcher:
         self.max_size = max_size
         self.max_wait = max_wait_ms / 1000.0
         self.deployment = deployment
-        self.required = set(_required_columns(scorer.schema))
+        self.required = set(required_columns(scorer.schema))
         self.queue: deque[Item] = deque()
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None

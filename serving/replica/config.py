@@ -10,6 +10,7 @@ class ReplicaConfig:
     deployment: str
     model_path: str | None  # local folder with an MLmodel file (resolved once by the router)
     model_version: str
+    model_ref: str | None = None  # the model as the deployment writes it (shown; model_path never is)
     code_dir: str | None = None
     scoring_script: str | None = None
     max_concurrent: int = 1

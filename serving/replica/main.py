@@ -75,7 +75,7 @@ class ReplicaServer:
         try:
             return self.scorer.score(body, content_type)
         except ScoringError as err:
-            return Reply(err.status, error_body(err.code, err.message), headers=err.headers)
+            return Reply(err.status, err.body(), headers=err.headers)
         except Exception as exc:  # a bug of ours, not the client's: still no traceback on the wire
             log.exception("deployment %s: unexpected error while scoring", self.cfg.deployment)
             return Reply(500, error_body("INTERNAL_ERROR", clip(f"{type(exc).__name__}: {exc}")))
@@ -95,7 +95,10 @@ class ReplicaServer:
                 self.futures[rid] = cf
                 reply = await asyncio.wrap_future(cf, loop=loop)
         except ScoringError as err:  # rejected before joining a batch
-            reply = Reply(err.status, error_body(err.code, err.message), headers=err.headers)
+            reply = Reply(err.status, err.body(), headers=err.headers)
+        except Exception as exc:  # a bug of ours while admitting: answer it rather than leave it hanging
+            log.exception("deployment %s: unexpected error while admitting a request", self.cfg.deployment)
+            reply = Reply(500, error_body("INTERNAL_ERROR", clip(f"{type(exc).__name__}: {exc}")))
         except asyncio.CancelledError:  # the router gave up before it started: it never runs
             reply = Reply(499, error_body("CANCELLED", "cancelled before it started"))
         finally:

@@ -437,7 +437,7 @@ class Deployment:
             r.state = STOPPED
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.cfg.model_path, "model_version": self.version,
+        return {"model": self.cfg.model_ref, "model_version": self.version,
                 "replicas": [r.describe() for r in self.replicas], "desired_replicas": self.desired,
                 "scale_events": list(self.scale_events),
                 "restarts": dict(self.restart_reasons)}

@@ -12,6 +12,7 @@ import pytest
 
 from batch import plan as plan_mod
 from batch.inputs import InputError, discover, read_schema, tabular_format, unify
+from batch.lines import TextOptions
 from batch.plan import plan
 from batch.worker import ScoringWorker, WorkerConfig
 
@@ -36,13 +37,14 @@ def test_csv_byte_ranges_read_back_exact_rows_even_with_quoted_newlines(tmp_path
                        "s": [f'line "{i}"\nsecond, part' if i % 7 == 0 else f"v{i}" for i in range(50)]})
     df.to_csv(path, index=False)
     files = discover([str(path)])
-    schema = read_schema(files[0], "csv")
-    mbs = list(plan(files, "tabular", "csv", 8, None))
+    text = TextOptions(newlines_in_values=True)  # opt-in: by default a row is one line
+    schema = read_schema(files[0], "csv", text)
+    mbs = list(plan(files, "tabular", "csv", 8, None, text))
     assert sum(m.items for m in mbs) == 50
     w = ScoringWorker.__new__(ScoringWorker)
-    w.cfg = WorkerConfig("tabular", "csv", schema, None, None)
+    w.cfg = WorkerConfig("tabular", "csv", schema, None, None, text=text)
     w._headers, w._last = {}, None
-    got = pa.concat_tables([w._read(m) for m in mbs]).to_pandas()
+    got = pa.concat_tables([w._read(m).table for m in mbs]).to_pandas()
     assert got["x"].tolist() == df["x"].tolist()
     assert got["s"].tolist() == df["s"].tolist()
 

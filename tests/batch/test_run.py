@@ -273,7 +273,8 @@ def test_seed_batch_yaml_runs_as_written(ray_session, demo_registry, features, t
     assert code == 0
     s = summary(out)
     assert s["model"]["uri"] == "models:/my-model/1"
-    assert s["pool"] == {"requested": 10, "actors": 2, "replaced": 0, "nodes": 1}  # capped at the CPU count
+    assert s["pool"] == {"requested": 10, "actors": 2, "replaced": 0, "nodes": 1,  # capped at the CPU count
+                         "actors_by_node_ip": {"127.0.0.1": 2}}
     assert s["mini_batches"]["total"] == 10 and s["error_threshold"] == 3
     assert len(pd.read_csv(out / "predictions.csv")) == 200
 

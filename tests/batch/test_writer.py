@@ -14,7 +14,9 @@ from batch.writer import Failure, OrderedWriter, Result
 
 
 def _result(seq: int, rows: range, failures: list[Failure] | None = None) -> Result:
-    table = pa.table({"file": ["a.csv"] * len(rows), "row": list(rows), "prediction": [float(r) for r in rows]})
+    bad = {i for f in failures or [] for i in range(f.start, f.stop)}
+    good = [r for r in rows if r not in bad]  # a failed row is not in the output
+    table = pa.table({"file": ["a.csv"] * len(good), "row": good, "prediction": [float(r) for r in good]})
     return Result(seq, f"a.csv:{rows.start}-{rows.stop}", "a.csv", len(rows), table, failures or [])
 
 
@@ -39,7 +41,7 @@ def test_out_of_order_results_wait_on_disk_and_commit_in_order(tmp_path: Path) -
     journal.close()
     lines = (tmp_path / "predictions.csv").read_text().splitlines()
     assert lines[0] == "file,row,prediction"
-    assert [int(x.split(",")[1]) for x in lines[1:]] == list(range(30))
+    assert [int(x.split(",")[1]) for x in lines[1:]] == [i for i in range(30) if i != 12]
     errors = [json.loads(x) for x in (tmp_path / "errors.jsonl").read_text().splitlines()]
     assert errors == [{"mini_batch": "a.csv:10-20", "file": "a.csv", "row": 12, "error": "ValueError: bad"}]
     _, c = Journal(tmp_path).read()
@@ -84,3 +86,30 @@ def test_progress_logs_plain_lines_off_a_terminal(caplog) -> None:
     p.update(50, 5000, 1, 3)
     p.close()
     assert "progress: 50% (3 mini-batches, 5000 items, 1 failed" in caplog.text
+
+
+def test_rows_that_do_not_add_up_are_refused_and_parse_errors_carry_their_place(tmp_path: Path) -> None:
+    import pytest
+
+    from batch.plan import MiniBatch
+    from batch.writer import AccountingError
+
+    journal, w = _writer(tmp_path)
+    short = _result(0, range(0, 10))
+    short.items = 11  # a row that is neither in the output nor in the errors
+    with pytest.raises(AccountingError, match="10 output rows and 0 failed rows for 11 input rows"):
+        w.add(short)
+    mb = MiniBatch(0, "a.csv:0-10", "csv", "/a.csv", "a.csv", 0, 10, line=2, jumps=((0, 2), (5, 9)))
+    fails = [Failure("ParseError: column 'x': cannot convert 'abc' to double", "ParseError", 3, 4, line=5,
+                     column="x", value="abc", parse=True),
+             Failure("ValueError: model", "ValueError", 7, 8)]
+    r = _result(0, range(0, 10), fails)
+    r.mb = mb
+    w.add(r)
+    w.finish()
+    journal.close()
+    errors = [json.loads(x) for x in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert errors == [
+        {"mini_batch": "a.csv:0-10", "file": "a.csv", "row": 3, "line": 5, "column": "x", "value": "abc",
+         "error": "ParseError: column 'x': cannot convert 'abc' to double"},
+        {"mini_batch": "a.csv:0-10", "file": "a.csv", "row": 7, "line": 11, "error": "ValueError: model"}]

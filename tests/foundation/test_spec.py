@@ -238,7 +238,7 @@ DEP_BAD = [
      "deployments.blue.scale_settings.target_utilization_percentage", "got 150"),
     ("bad scale type", "scale_settings: {type: fast}", "deployments.blue.scale_settings.type", "'fast'"),
     ("bad model ref", "model: 'models:/only-name'", "deployments.blue.model", "models:/NAME/VERSION"),
-    ("unknown scheme", "model: 's3x://bucket/m'", "deployments.blue.model", "unknown model reference"),
+    ("malformed azureml ref", "model: 'azureml:x'", "deployments.blue.model", "malformed model reference"),
 ]
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,12 +46,12 @@ class Server:
 
 
 def start_server(endpoint: Path, workdir: Path, env_extra: dict[str, str], wait_ready: bool = True,
-                 timeout: float = 120) -> Server:
+                 timeout: float = 120, deployments: Sequence[Path] = ()) -> Server:
     port = free_port()
     env = {**os.environ, **env_extra}
     out, log = workdir / f"serve-{port}.out", workdir / f"serve-{port}.err"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scorer.cli", "serve", str(endpoint), "--port", str(port)],
+        [sys.executable, "-m", "scorer.cli", "serve", str(endpoint), *map(str, deployments), "--port", str(port)],
         cwd=workdir, env=env, stdout=out.open("wb"), stderr=log.open("wb"))
     server = Server(f"http://127.0.0.1:{port}", proc, log, out)
     deadline = time.monotonic() + timeout
@@ -192,10 +192,10 @@ deployments:
 
 @pytest.fixture(scope="session")
 def mlflow_servers(demo_blue_path: Path, test_models: dict[str, Path], work_dir: Path) -> Iterator[dict[str, str]]:
-    """`mlflow models serve --env-manager local` for the demo LR and the mixed-type model."""
+    """`mlflow models serve --env-manager local` for the demo LR, the mixed-type and the raising model."""
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     procs, urls = [], {}
-    for name, path in (("blue", demo_blue_path), ("mixed", test_models["mixed"])):
+    for name, path in (("blue", demo_blue_path), ("mixed", test_models["mixed"]), ("raiser", test_models["raiser"])):
         port = free_port()
         log = (work_dir / f"mlflow-{name}.log").open("wb")
         procs.append(subprocess.Popen(

@@ -103,6 +103,8 @@ deployments:
   fixed:
     model: {sleeper}
     scale_settings: {{min_instances: 1, max_instances: 2}}
+  plain:
+    model: {sleeper}
 """)
     srv = start_server(endpoint, root, {"SCORER_ADMIN_KEY": ADMIN_KEY, "SCORER_WEBHOOK_SECRET": WEBHOOK_SECRET,
                                         "SCORER_HOOK_TIMEOUT_S": "3"})
@@ -192,6 +194,19 @@ def test_manual_scale_default_deployment_and_cli(scaled: Server) -> None:
     assert nokey.returncode == 2 and "SCORER_ADMIN_KEY" in nokey.stderr
     events = admin(scaled)["deployments"]["fixed"]["scale_events"]
     assert [(e["from"], e["to"], e["reason"]) for e in events[-2:]] == [(1, 2, "manual"), (2, 1, "manual")]
+
+
+def test_manual_scale_above_instance_count_without_max_instances(scaled: Server) -> None:
+    """A fixed deployment without max_instances can be scaled past instance_count, within the
+    instance limit and the local replicas-per-CPU cap (each named when crossed)."""
+    r = scale(scaled, "plain", 2)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: ready_count(scaled, "plain") == 2, timeout=60)
+    r = scale(scaled, "plain", 5000)
+    assert r.status_code == 400 and "SCORER_MAX_INSTANCES" in r.json()["message"], r.text
+    r = scale(scaled, "plain", 1000)
+    assert r.status_code == 400 and "SCORER_MAX_REPLICAS_PER_CPU" in r.json()["message"], r.text
+    assert scale(scaled, "plain", 1).status_code == 200
 
 
 class Load:

@@ -57,3 +57,25 @@ deployments:
     access = [line for line in log.splitlines() if "scorer.access" in line]  # one line per request
     assert len(access) == 6 and all("deployment=sleeper model_version=" in line and "status=200" in line
                                     and "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736" in line for line in access)
+
+
+def test_sigint_to_the_router_alone_drains_and_exits_130(work_dir: Path, test_models: dict[str, Path]) -> None:
+    """`kill -INT` of the router (not its process group, as Ctrl-C would) stops it as SIGTERM does;
+    it used to re-raise SIGINT mid-shutdown and then wait on its replicas for good."""
+    endpoint = work_dir / "interrupt.yaml"
+    endpoint.write_text(f"""
+name: interrupt
+auth_mode: none
+deployments:
+  sleeper:
+    model: {test_models['sleeper']}
+    instance_count: 2
+""")
+    srv = start_server(endpoint, work_dir, {})
+    try:
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.proc.wait(30) == 130
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+    assert "Traceback" not in srv.logs()

@@ -138,3 +138,69 @@ def test_traceparent_reaches_the_log_on_failures(client, server) -> None:
     time.sleep(0.2)
     logs = server.logs()
     assert f"request trace-me-1 traceparent {tp}" in logs
+
+
+def _cell(value: object, row: int = 0, col: int = 0) -> bytes:
+    """A valid dataframe_split body for blue whose one cell is the raw JSON text `value`."""
+    body = split_body(2)
+    body["dataframe_split"]["data"][row][col] = "@cell@"
+    return json.dumps(body).encode().replace(b'"@cell@"', str(value).encode())
+
+
+def _columns(value: object) -> dict:  # type: ignore[type-arg]
+    body = split_body(2)
+    body["dataframe_split"]["columns"][0] = value
+    return body
+
+
+# Hand-made bodies that answered 500 (or 424 for a client's mistake): each is a 400 naming the field.
+MALFORMED = {
+    "open_brackets": (b"[" * 100_000, ["nested", "depth"]),
+    "deep_object": (b'{"inputs": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001, ["nested", "depth"]),
+    "deep_with_nan": (b'{"inputs": [NaN, ' + b"[" * 995 + b"]" * 995 + b"]}", ["nested", "depth"]),
+    "column_is_a_list": (_columns(["mean_radius"]), ["dataframe_split.columns[0]", "list"]),
+    "column_is_a_dict": (_columns({"a": 1}), ["dataframe_split.columns[0]", "object"]),
+    "columns_is_a_dict": ({"dataframe_split": {"columns": {"a": 1}, "data": [[1.0]]}}, ["dataframe_split.columns"]),
+    "400_digit_number": (_cell("1" + "0" * 400), ["dataframe_split.data[0][0]", "out of range", "10000"]),
+    "400_digit_negative": (_cell("-" + "9" * 400), ["dataframe_split.data[0][0]", "out of range"]),
+    "big_number_with_nan": (_cell("1" + "0" * 400).replace(b"]]", b", NaN]]", 1), ["out of range"]),
+    "deep_cell": (_cell("[" * 900 + "1" + "]" * 900), ["dataframe_split.data[0][0]"]),
+    "nested_cell": (_cell("[[[[[[1.5]]]]]]"), ["dataframe_split.data[0][0]", "mean_radius"]),
+    "record_deep_cell": (b'{"dataframe_records": [{"mean_radius": ' + b"[" * 900 + b"]" * 900 + b"}]}",
+                         ["dataframe_records[0]"]),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+@pytest.mark.parametrize("route", ["/score", "/invocations"])
+def test_malformed_bodies_are_400_naming_the_field(client, case: str, route: str) -> None:
+    body, words = MALFORMED[case]
+    r = client.post(route, content=body if isinstance(body, bytes) else json.dumps(body).encode(),
+                    headers={"Content-Type": "application/json", "azureml-model-deployment": "blue"})
+    assert r.status_code == 400, r.text
+    doc = r.json()
+    assert doc["error_code"] in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE")
+    for w in words:
+        assert w.lower() in doc["message"].lower(), doc["message"]
+    assert len(doc["message"]) < 1000, doc["message"]  # the value is truncated in the message
+    _no_traceback(r)
+
+
+def test_deep_nesting_in_split_data_is_400_not_424(client) -> None:
+    for dep, body in (("mixed", b'{"dataframe_split": {"columns": ["x", "name"], "data": [[0.5, '
+                       + b"[" * 60 + b'"a"' + b"]" * 60 + b"]]}}"),
+                      ("blue", _cell("[" * 60 + "1" + "]" * 60))):
+        r = client.post("/score", content=body, headers={"Content-Type": "application/json",
+                                                         "azureml-model-deployment": dep})
+        assert r.status_code == 400, r.text
+        assert "dataframe_split.data[0]" in r.json()["message"], r.text
+
+
+def test_huge_numbers_within_float_range_still_score(client) -> None:
+    """Numbers past 64 bits but within float range are floats (as orjson and MLflow read them)."""
+    r = client.post("/score", content=_cell("1" + "0" * 30),
+                    headers={"Content-Type": "application/json", "azureml-model-deployment": "blue"})
+    assert r.status_code == 200, r.text
+    r = client.post("/score", content=_cell("1e300"),
+                    headers={"Content-Type": "application/json", "azureml-model-deployment": "blue"})
+    assert r.status_code == 200, r.text

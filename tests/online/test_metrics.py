@@ -63,3 +63,37 @@ def test_every_design_metric_with_its_labels(ops_server) -> None:
 def test_metrics_need_no_key(server) -> None:
     r = httpx.get(f"{server.url}/metrics", timeout=10)
     assert r.status_code == 200 and "scorer_requests_total" in r.text
+
+
+def info_series(url: str) -> dict[str, tuple[str, str]]:
+    """scorer_deployment_info: deployment -> (model, model_version)."""
+    fams = scrape(url)
+    return {s.labels["deployment"]: (s.labels["model"], s.labels["model_version"])  # type: ignore[attr-defined]
+            for s in fams["scorer_deployment_info"].samples if s.value == 1}  # type: ignore[attr-defined]
+
+
+def test_deployment_info_joins_on_the_model(ops_server, demo_registry: str, picky_model) -> None:
+    info = info_series(ops_server.url)
+    assert info["blue"] == (f"models:/{demo_registry}@blue", "1")
+    assert info["picky"][0] == str(picky_model) and len(info["picky"][1]) == 12
+    assert all("/.scorer/" not in v for _, v in info.values())
+
+
+def test_metrics_content_negotiation(ops_server) -> None:
+    """Prometheus's default Accept gets OpenMetrics (with _created inside the counter family); plain
+    text has no `*_created` families."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
+
+    prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75," \
+           "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    with ops_server.client() as c:
+        assert c.post("/score", json=split_body(1)).status_code == 200
+    r = httpx.get(f"{ops_server.url}/metrics", headers={"Accept": prom}, timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/openmetrics-text"), r.headers
+    assert r.text.rstrip().endswith("# EOF")
+    fams = {f.name: f for f in om_families(r.text)}
+    assert fams["scorer_requests"].type == "counter" and "scorer_requests_created" not in fams
+    plain = httpx.get(f"{ops_server.url}/metrics", timeout=10)
+    assert plain.headers["content-type"].startswith("text/plain")
+    assert "_created" not in plain.text
+    assert all(not f.name.endswith("_created") for f in text_string_to_metric_families(plain.text))

@@ -79,3 +79,92 @@ def test_scoring_script_gets_the_body_string(server) -> None:
     assert r.status_code == 200, r.text
     assert r.json() == {"echo": {"a": [1, 2]}, "greeting": "hello", "type": "str"}
     assert r.headers["azureml-model-deployment"] == "script"
+
+
+def test_bounded_json_decode_unit(monkeypatch) -> None:
+    """One decode for every body: depth limit (knob), numbers as orjson reads them, 400 naming the field."""
+    from serving.errors import ScoringError
+    from serving.protocol import jsonbody
+
+    monkeypatch.delenv("SCORER_MAX_JSON_DEPTH", raising=False)
+    jsonbody.max_depth.cache_clear()
+    try:
+        assert jsonbody.max_depth() == jsonbody.DEFAULT_MAX_DEPTH == 64
+        assert jsonbody.loads(b"[" * 64 + b"]" * 64) is not None
+        for body in (b"[" * 65 + b"]" * 65, b"[" * 100_000, b"[NaN, " + b"[" * 2000 + b"]" * 2000 + b"]"):
+            with pytest.raises(ScoringError, match="nested too deeply") as err:
+                jsonbody.loads(body)
+            assert err.value.status == 400
+        with pytest.raises(ScoringError, match=r"^a\.b\[1\]\[0\]\[0\].*nested too deeply"):
+            jsonbody.loads(b'{"a": {"b": [1, ' + b"[" * 70 + b"]" * 70 + b"]}}")
+        with pytest.raises(ScoringError, match=r"^x\[1\]: number 9999.* out of range"):
+            jsonbody.loads(b'{"x": [NaN, ' + b"9" * 400 + b"]}")
+        assert jsonbody.loads(b"[NaN, 1e400, 18446744073709551616, 5]")[1:] == [float("inf"), 2.0 ** 64, 5]
+        monkeypatch.setenv("SCORER_MAX_JSON_DEPTH", "3")
+        jsonbody.max_depth.cache_clear()
+        assert jsonbody.loads(b"[[[1]]]") == [[[1]]]
+        with pytest.raises(ScoringError, match="limit of 3"):
+            jsonbody.loads(b"[[[[1]]]]")
+    finally:
+        jsonbody.max_depth.cache_clear()
+
+
+def test_malformed_bodies_parity_with_mlflow_models_serve(server, mlflow_servers) -> None:
+    """Where `mlflow models serve` answers 400 we answer 400 too; where it answers 5xx for the
+    client's mistake, we answer 400 (and nothing it accepts is refused here)."""
+    from tests.online.test_errors import MALFORMED
+
+    seen = {}
+    for case, (body, _words) in MALFORMED.items():
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        theirs = _post(mlflow_servers["blue"], "application/json", raw)
+        ours = _ours(server, "blue", "application/json", raw)
+        seen[case] = theirs.status_code
+        assert ours.status_code == 400, (case, ours.text)
+        assert theirs.status_code == 400 or theirs.status_code >= 500, (case, theirs.status_code)
+    print("mlflow models serve:", seen)
+
+
+def _shape(r: httpx.Response) -> tuple[int, str | None, str | None]:
+    """(status, error_code, error_class) of an answer; the codes are None for a non-JSON body."""
+    try:
+        doc = r.json()
+    except ValueError:
+        return r.status_code, None, None
+    if not isinstance(doc, dict):
+        return r.status_code, None, None
+    return r.status_code, doc.get("error_code"), doc.get("error_class")
+
+
+# Where `mlflow models serve` answers 5xx for a client's mistake, or 415 as text/plain: scorer's
+# documented answer (docs/serving.md, "Parity with mlflow models serve").
+DIFFERENCES: dict[str, tuple[int, str | None, str | None]] = {
+    "no_content_type": (415, None, None),  # MLflow: 500 (a KeyError in its handler)
+}
+
+
+def test_invocations_parity_battery(server, mlflow_servers) -> None:
+    """Status, error_code and error_class of /invocations equal `mlflow models serve`'s over the battery."""
+    from tests.online.parity_cases import CASES
+
+    assert len(CASES) >= 30
+    table, wrong = [], []
+    for case, (model, ct, body) in CASES.items():
+        headers = {} if ct is None else {"Content-Type": ct}
+        theirs = httpx.post(f"{mlflow_servers[model]}/invocations", content=body, headers=headers, timeout=30)
+        ours = httpx.post(f"{server.url}/invocations", content=body, timeout=30, headers={
+            **headers, "azureml-model-deployment": model, **server.headers})
+        t, o = _shape(theirs), _shape(ours)
+        table.append(f"{case:32} mlflow={t} scorer={o}")
+        want = DIFFERENCES.get(case)
+        if want is not None:
+            assert t[0] >= 500 or (t[0] == 415 and t[1] is None), (case, t)
+            ok = o == want
+        else:
+            ok = o == t and (t[0] != 200 or ours.json() == theirs.json())
+        if not ok:
+            wrong.append(f"{case}: mlflow {t} scorer {o}: {ours.text[:200]}")
+        if o[0] != 200:
+            assert "Traceback" not in ours.text and "stack_trace" not in ours.text
+    print("\n".join(table))
+    assert not wrong, "\n".join(wrong)

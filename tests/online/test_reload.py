@@ -153,3 +153,29 @@ deployments:
         assert wait_for(lambda: ready() == 2, 30), admin(srv)["deployments"]["auto"]
     finally:
         stop_server(srv)
+
+
+def test_reload_updates_deployment_info_and_openapi(reload_server, demo_registry: str, test_models) -> None:
+    """scorer_deployment_info and /openapi.json follow a reload: a removed deployment's series goes, an
+    added deployment's signature joins /score's oneOf."""
+    from tests.online.test_metrics import info_series
+
+    srv, path = reload_server
+    version = admin(srv)["deployments"]["blue"]["model_version"]
+
+    def score_schema() -> str:
+        return str(httpx.get(f"{srv.url}/openapi.json").json()["paths"]["/score"]["post"]["requestBody"])
+
+    assert "mixed" not in score_schema()
+    _write(path, demo_registry, int(version), extra=f"  mixed:\n    model: {test_models['mixed']}\n")
+    try:
+        assert _reload(srv).status_code == 200
+        info = info_series(srv.url)
+        assert info["mixed"] == (str(test_models["mixed"]), admin(srv)["deployments"]["mixed"]["model_version"])
+        assert info["blue"] == (f"models:/{demo_registry}/{version}", version)
+        assert "mixed" in score_schema()
+    finally:
+        _write(path, demo_registry, int(version))
+        assert _reload(srv).status_code == 200
+    assert set(info_series(srv.url)) == {"blue", "spare"}
+    assert "mixed" not in score_schema()

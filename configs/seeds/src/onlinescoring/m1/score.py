@@ -20,6 +20,7 @@ def init():
 
 def run(raw_data):
     body = json.loads(raw_data)
-    rows = body.get("data", body.get("input_data", body))
+    # Azure's `data` / `input_data` wrappers, or MLflow's `dataframe_split` (the model's input example)
+    rows = body.get("data", body.get("input_data", body.get("dataframe_split", body)))
     frame = pd.DataFrame(rows["data"], columns=rows["columns"]) if isinstance(rows, dict) else pd.DataFrame(rows)
     return {"predictions": model.predict(frame).tolist()}
