@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +33,19 @@ MAX_REQUEST_ID = 128  # characters of a client's x-request-id kept; longer ones 
 
 @dataclass(frozen=True)
 class Limits:
-    first_byte_timeout_s: float = 5.0
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
-    max_connections: int = 10000
-    max_header_bytes: int = 65536
-    max_headers: int = 100
-    max_body_bytes: int = 10 * 1024 * 1024
-    max_buffered_bytes: int = 256 * 1024 * 1024
-    max_token_ttl_s: int = 86400
-    refusal_pause_s: float = 1.0
+    """The numbers in force. The defaults live in one place, `scorer.spec.server.ServerSettings`:
+    built only through `resolve`."""
+
+    first_byte_timeout_s: float
+    header_timeout_s: float
+    body_timeout_s: float
+    max_connections: int
+    max_header_bytes: int
+    max_headers: int
+    max_body_bytes: int
+    max_buffered_bytes: int
+    max_token_ttl_s: int
+    refusal_pause_s: float
     certfile: Path | None = None
     keyfile: Path | None = None
 
@@ -51,11 +54,14 @@ class Limits:
         """The `server:` block (a ServerSettings, or None for defaults) with environment overrides.
 
         Raises ValueError naming the variable when an override is not a positive number."""
+        from scorer.spec.server import ServerSettings
+
         env = dict(os.environ) if env is None else env
+        server = server if server is not None else ServerSettings()
         values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name in ENV:
-                values[f.name] = getattr(server, f.name, f.default) if server is not None else f.default
+                values[f.name] = getattr(server, f.name)
                 raw = env.get(ENV[f.name], "").strip()
                 if raw:
                     values[f.name] = _number(ENV[f.name], raw, float if f.name.endswith("_s") else int,
@@ -71,8 +77,7 @@ class Limits:
             return self
         if not (certfile and keyfile):
             raise ValueError("TLS needs both --ssl-certfile and --ssl-keyfile")
-        return Limits(**{**{f.name: getattr(self, f.name) for f in fields(self)},
-                         "certfile": Path(certfile), "keyfile": Path(keyfile)})
+        return replace(self, certfile=Path(certfile), keyfile=Path(keyfile))
 
     def check_tls(self) -> str | None:
         """Why the TLS files cannot be used (one line), or None."""
