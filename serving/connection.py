@@ -163,6 +163,7 @@ def protocol_class(shared: Connections) -> type:
                 self._pending, self.cycle = rejection, ANSWERED  # type: ignore[assignment]
                 return
             super().on_headers_complete()
+            self._close_if_body_unread(self.cycle)
             self._arm(lim.body_timeout_s + BODY_GRACE_S)
 
         def on_body(self, body: bytes) -> None:
@@ -203,6 +204,20 @@ def protocol_class(shared: Connections) -> type:
                 self.transport.close()
                 return
             self._wait(lim.first_byte_timeout_s)
+
+        @staticmethod
+        def _close_if_body_unread(cycle: Any) -> None:
+            """An answer that starts before the whole body is in says `connection: close`: the
+            connection is closed after it (the rest of the body is never read), and a client that
+            was not told would send its next request into a closing socket (a reset, not a reply)."""
+            send = cycle.send
+
+            async def send_closing(message: Any) -> None:
+                if cycle.more_body and message["type"] == "http.response.start":
+                    cycle.keep_alive = False
+                await send(message)
+
+            cycle.send = send_closing
 
         # -- decisions at the head ----------------------------------------------------------
         def _judge(self) -> Rejection | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -204,3 +205,28 @@ def test_huge_numbers_within_float_range_still_score(client) -> None:
     r = client.post("/score", content=_cell("1e300"),
                     headers={"Content-Type": "application/json", "azureml-model-deployment": "blue"})
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_answer_before_the_whole_body_says_connection_close(server, framing: str) -> None:
+    """The server closes a connection whose body it did not read; the answer must say so, or the
+    client's next request on it meets a reset instead of a reply."""
+    host, port = server.url.rsplit("//", 1)[1].split(":")
+    auth = "".join(f"{k}: {v}\r\n" for k, v in server.headers.items())
+    length = "Transfer-Encoding: chunked" if framing == "chunked" else f"Content-Length: {MAX_BODY + 1}"
+    head = (f"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"azureml-model-deployment: blue\r\n{auth}{length}\r\n\r\n").encode()
+    part = b"1," * (MAX_BODY // 2 + 10)
+    if framing == "chunked":
+        part = f"{len(part):x}\r\n".encode() + part + b"\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head + part)  # the body is not finished: the answer comes first
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    status, _, rest = data.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 413"), data[:300]
+    assert b"connection: close" in rest.split(b"\r\n\r\n")[0].lower(), data[:300]
