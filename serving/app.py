@@ -22,14 +22,15 @@ from serving import admin, desired_state, metrics
 from serving.admission import Admission
 from serving.auth import Auth
 from serving.autoscale.manual import scale_handler
-from serving.errors import ScoringError, as_mlflow, error_body, error_response
+from serving.errors import ScoringError, as_mlflow, error_body
 from serving.gate import admission_full
 from serving.limits import Limits, request_id
 from serving.mirror import MirrorShare, send_copy
 from serving.openapi_live import document
 from serving.protocol import v2
 from serving.protocol.mlflow import check_media_type
-from serving.replica.pool import Deployment
+from serving.replicas.pool import Deployment
+from serving.responses import error_response
 from serving.traffic import SmoothWeighted
 from serving.v2_routes import v2_routes
 from serving.v2_triton import InferStats

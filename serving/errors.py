@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-from starlette.responses import Response
 
 CODES = {
     400: "BAD_REQUEST",
@@ -74,10 +73,3 @@ def as_mlflow(status: int, payload: bytes) -> tuple[int, bytes]:
         return status, payload
     return 400, error_body("BAD_REQUEST", str(doc.get("message", "")))
 
-
-def error_response(err: ScoringError, headers: dict[str, str] | None = None) -> Response:
-    h = dict(err.headers)
-    if headers:
-        h.update(headers)
-    return Response(err.body(), status_code=err.status,
-                    media_type="application/json", headers=h)

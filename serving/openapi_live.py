@@ -92,7 +92,7 @@ def _operation_id(method: str, path: str) -> str:
 
 
 def document(deployments: dict[str, Any], auth_mode: str) -> dict[str, Any]:
-    """The OpenAPI document for these deployments (name -> serving.replica.pool.Deployment)."""
+    """The OpenAPI document for these deployments (name -> serving.replicas.pool.Deployment)."""
     doc = copy.deepcopy(OPENAPI)
     schemas = doc["components"]["schemas"]
     branches: list[dict[str, Any]] = []

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from serving.errors import ScoringError
-from serving.replica.pool import Deployment, Timing
+from serving.replicas.pool import Deployment, Timing
 
 log = logging.getLogger("scorer.router")
 

@@ -22,8 +22,8 @@ from serving.errors import ScoringError
 from serving.gate import Gate
 from serving.limits import Limits, raise_fd_limit
 from serving.reload import Reloader
-from serving.replica.config import ReplicaConfig
-from serving.replica.pool import FAILED, Deployment, Timing
+from serving.replicas.pool import FAILED, Deployment, Timing
+from serving.worker.config import ReplicaConfig
 
 log = logging.getLogger("scorer.router")
 

@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from serving.desired_state import refuse_runtime_change
-from serving.errors import ScoringError, error_response
+from serving.errors import ScoringError
+from serving.responses import error_response
 
 
 def parse_instances(body: bytes) -> int:

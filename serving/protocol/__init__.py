@@ -1,1 +1,1 @@
-"""Wire formats: the MLflow scoring protocol and the router-replica frame protocol."""
+"""Codecs: the MLflow scoring protocol's and Open Inference (V2) bodies, JSON bounds, payload shapes."""

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from io import StringIO
 from typing import Any
 
 from serving.errors import ScoringError
-from serving.protocol import jsonbody
-from serving.protocol.shapes import check_payload
 
 log = logging.getLogger("scorer.replica")
 
@@ -76,134 +73,6 @@ def _unwrap_azure(doc: dict[str, Any]) -> dict[str, Any]:
     else:
         doc["inputs"] = inner
     return doc
-
-
-def _all_double_columns(schema: Any) -> frozenset[str] | None:
-    """The column names when the signature is all required `double` columns, else None."""
-    try:
-        from mlflow.types import ColSpec, DataType
-
-        if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
-            return None
-        names = []
-        for c in schema.inputs:
-            if not isinstance(c, ColSpec) or c.type != DataType.double or not c.required:
-                return None
-            names.append(str(c.name))
-        return frozenset(names)
-    except Exception:
-        return None
-
-
-def _fast_split(payload: Any, columns: frozenset[str]) -> Any:
-    """A float64 DataFrame built directly when every value is a JSON number and the columns are the
-    signature's: what MLflow's parser produces for an all-double signature, at a fraction of the
-    cost (its per-column casts take ~1.5 ms a request). None means: use MLflow's parser."""
-    if not isinstance(payload, dict) or set(payload) != {"columns", "data"}:
-        return None
-    cols, data = payload["columns"], payload["data"]
-    if not isinstance(cols, list) or len(cols) != len(columns) or set(cols) != columns or not data:
-        return None
-    if not isinstance(data, list):
-        return None
-    for row in data:
-        if not isinstance(row, list) or len(row) != len(cols):
-            return None
-        for v in row:
-            if type(v) is not float and type(v) is not int:
-                return None
-    import numpy as np
-    import pandas as pd
-
-    return pd.DataFrame(np.array(data, dtype=np.float64), columns=cols)
-
-
-class MlflowScorer:
-    """An MLflow pyfunc model behind the scoring protocol: `score(body, content_type) -> Reply`."""
-
-    def __init__(self, pyfunc: Any) -> None:
-        from mlflow.pyfunc import scoring_server as ss
-
-        self.ss = ss
-        self.model = pyfunc
-        self.schema = pyfunc.metadata.get_input_schema()
-        self.double_columns = _all_double_columns(self.schema)
-
-    def parse(self, body: bytes, mime: str) -> tuple[Any, dict[str, Any] | None]:
-        ss = self.ss
-        from mlflow.exceptions import MlflowException
-
-        if mime == CSV:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ScoringError(400, f"CSV body is not valid UTF-8: {exc}") from None
-            try:
-                return ss.parse_csv_input(StringIO(text), schema=self.schema), None
-            except MlflowException as exc:
-                raise ScoringError(400, _message(exc).replace("\n", " ")) from None
-        doc = jsonbody.loads(body)
-        if not isinstance(doc, dict):
-            raise ScoringError(400, f"{ss.REQUIRED_INPUT_FORMAT}; received a JSON {type(doc).__name__}")
-        doc = _unwrap_azure(doc)
-        keys = [k for k in doc if k in FORMATS]
-        if len(keys) != 1:
-            raise ScoringError(400, f"{ss.REQUIRED_INPUT_FORMAT} (or Azure ML's input_data); "
-                               f"received fields {sorted(doc)}")
-        check_payload(keys[0], doc[keys[0]], self.schema)
-        params = doc.get("params")
-        if params is not None and not isinstance(params, dict):
-            raise ScoringError(400, f"params: expected a JSON object, got {type(params).__name__}",
-                               "INVALID_PARAMETER_VALUE")
-        if self.double_columns is not None and keys[0] == "dataframe_split" and "params" not in doc:
-            fast = _fast_split(doc["dataframe_split"], self.double_columns)
-            if fast is not None:
-                return fast, None
-        try:
-            parsed = ss._parse_json_data(doc, self.model.metadata, self.schema)
-        except ScoringError:
-            raise
-        except MlflowException as exc:
-            raise ScoringError(400, f"{keys[0]}: {_message(exc)}", *_client_codes(exc)) from None
-        except Exception as exc:
-            raise ScoringError(400, f"{keys[0]}: {_message(exc)}") from None
-        return parsed.data, parsed.params
-
-    def predict(self, data: Any, params: dict[str, Any] | None) -> Any:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.model.predict(data, params=params) if params else self.model.predict(data)
-        except MlflowException as exc:
-            msg = _message(exc)
-            if exc.get_http_status_code() >= 500:  # MLflow answers these as a server error: the model's
-                raise model_error(exc) from None
-            if "Failed to enforce schema" in msg:
-                detail = msg.split(". Error: ", 1)[-1] if ". Error: " in msg else msg
-                msg = f"input does not match the model signature: {detail}"
-            elif "param" in msg.lower() and not msg.startswith("params"):
-                msg = f"params: {msg}"
-            raise ScoringError(exc.get_http_status_code(), msg, *_client_codes(exc)) from None
-        except Exception as exc:
-            raise model_error(exc) from None
-
-    def encode(self, raw: Any) -> bytes:
-        out = StringIO()
-        self.ss.predictions_to_json(raw, out)
-        return out.getvalue().encode()
-
-    def score(self, body: bytes, content_type: str) -> Reply:
-        mime = check_media_type(content_type)
-        data, params = self.parse(body, mime)
-        raw = self.predict(data, params)
-        try:
-            return Reply(200, self.encode(raw))
-        except Exception as exc:
-            raise ScoringError(424, f"the model's output cannot be encoded as JSON: {_message(exc)}") from None
-
-    def warm_up(self, example: Any) -> None:
-        if example is not None:
-            self.encode(self.model.predict(example))
 
 
 def _client_codes(exc: Any) -> tuple[str | None, None, str | None]:

@@ -136,7 +136,7 @@ def test_serving_and_batch_report_the_version_not_the_folder(logged, demo_regist
     """serve's build_deployments and batch's job header take the version from the resolved model."""
     from batch.runner import JobArgs, _prepare
     from scorer.spec import load_any, load_batch
-    from serving.replica.pool import Timing
+    from serving.replicas.pool import Timing
     from serving.server import build_deployments
 
     folder = logged["folder"]

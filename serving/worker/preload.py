@@ -12,7 +12,7 @@ import numpy  # noqa: F401
 import orjson  # noqa: F401
 import pandas  # noqa: F401
 
-import serving.replica.main  # noqa: F401
+import serving.worker.main  # noqa: F401
 
 for _name in ("mlflow.sklearn", "sklearn.linear_model", "sklearn.ensemble", "sklearn.pipeline", "skops.io",
               "uvloop"):

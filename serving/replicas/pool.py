@@ -20,10 +20,10 @@ from typing import Any
 
 from serving import metrics
 from serving.errors import ScoringError
-from serving.replica.client import ReplicaConnection, ReplicaGone
-from serving.replica.config import ReplicaConfig
-from serving.replica.forkserver import context
-from serving.replica.main import replica_main
+from serving.replicas.connection import ReplicaConnection, ReplicaGone
+from serving.replicas.forkserver import context
+from serving.worker.config import ReplicaConfig
+from serving.worker.main import replica_main
 
 log = logging.getLogger("scorer.router")
 

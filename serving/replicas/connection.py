@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from serving.protocol import frames
+from serving import frames
 
 log = logging.getLogger("scorer.router")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.context import BaseContext
 
-PRELOAD = ["serving.replica.preload"]
+PRELOAD = ["serving.worker.preload"]
 
 _ctx: BaseContext | None = None
 

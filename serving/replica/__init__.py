@@ -1,1 +1,0 @@
-"""Replica processes: one model per process, behind a Unix socket speaking `serving.protocol.frames`."""

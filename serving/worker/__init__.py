@@ -1,0 +1,1 @@
+"""The replica process (child side): loads one model, answers frames; imports nothing router-only."""
