@@ -63,6 +63,13 @@ class Admission:
                                "in the queue (max_queue_wait_ms); retry later",
                                headers={"Retry-After": RETRY_AFTER}) from None
 
+    def try_acquire(self) -> bool:
+        """A free slot now, without queueing (mirror copies never wait behind live requests)."""
+        if self.waiters or self.in_flight >= self.capacity:
+            return False
+        self.in_flight += 1
+        return True
+
     def release(self) -> None:
         self.in_flight -= 1
         self.wake()

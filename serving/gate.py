@@ -11,13 +11,17 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from serving.admission import RETRY_AFTER, Admission
 from serving.errors import ScoringError, error_body
 from serving.limits import request_id
 from serving.protocol import v2
 from serving.protocol.mlflow import check_media_type
+
+if TYPE_CHECKING:
+    from serving.dataplane import DataPlane
+    from serving.state import EndpointState
 
 PIN_HEADER = "azureml-model-deployment"
 _SCORE_PATHS = (b"/score", b"/invocations")
@@ -53,8 +57,8 @@ def shaped(err: ScoringError, is_v2: bool) -> bytes:
 class Gate:
     """Called with the raw request head; returns the answer for a request refused before its body."""
 
-    def __init__(self, router: Any) -> None:
-        self.router = router
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
 
     def __call__(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> Rejection | None:
         if method != b"POST":
@@ -82,12 +86,13 @@ class Gate:
                 ctype = v.decode("latin-1")
             elif k == b"traceparent":
                 trace = v.decode("latin-1")
-        router = self.router
+        plane = self.plane
+        state = plane.state
         try:
-            router.auth.check(auth)
+            plane.auth.check(auth)
         except ScoringError as denied:
-            return self._reject(denied, is_v2, rid, None, trace)
-        names = self._candidates(pin if not is_v2 else None, model)
+            return self._reject(denied, is_v2, rid, None, None, trace)
+        names = self._candidates(state, pin if not is_v2 else None, model)
         if not names:
             return None
         if not is_v2:
@@ -97,31 +102,33 @@ class Gate:
                 return None  # the router answers 415 with its own message
         first: ScoringError | None = None
         for name in names:
-            full = admission_full(router.admissions[name])
+            full = admission_full(state.deployments[name].admission)
             if full is None:
                 return None
             if first is None or (first.status == 503 and full.status == 429):
                 first = full
         assert first is not None
-        return self._reject(first, is_v2, rid, names[0] if len(names) == 1 else None, trace)
+        return self._reject(first, is_v2, rid, state.deployments[names[0]].version if len(names) == 1 else None,
+                            names[0], trace)
 
-    def _candidates(self, pin: str | None, model: str | None) -> list[str]:
+    @staticmethod
+    def _candidates(state: EndpointState, pin: str | None, model: str | None) -> list[str]:
         """The deployments the request may go to; empty when the router must decide (and answer)."""
-        router = self.router
-        wanted = model if model is not None and (model in router.deployments or model != router.name) else pin
+        deployments = state.deployments
+        wanted = model if model is not None and (model in deployments or model != state.name) else pin
         if wanted is not None:
-            return [wanted] if wanted in router.deployments and wanted in router.admissions else []
-        return [n for n, pct in router.traffic.shares.items() if pct > 0 and n in router.admissions]
+            return [wanted] if wanted in deployments else []
+        return [n for n in state.live() if n in deployments]
 
-    def _reject(self, err: ScoringError, is_v2: bool, rid: str | None, deployment: str | None,
-                trace: str | None) -> Rejection:
+    def _reject(self, err: ScoringError, is_v2: bool, rid: str | None, version: str | None,
+                deployment: str | None, trace: str | None) -> Rejection:
         started = time.monotonic()
         rid = request_id(rid) or uuid.uuid4().hex
         out = {"x-request-id": rid}
-        if deployment is not None:
+        if version is not None and deployment is not None:
             out[PIN_HEADER] = deployment
-            out["x-model-version"] = self.router.deployments[deployment].version
-        self.router.record(rid, out, err.status, started, {"traceparent": trace} if trace else {})
+            out["x-model-version"] = version
+        self.plane.record(rid, out, err.status, started, {"traceparent": trace} if trace else {})
         headers = [(b"content-type", b"application/json")]
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in {**err.headers, **out}.items()]
         return Rejection(err.status, shaped(err, is_v2), headers)

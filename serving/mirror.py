@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from serving import metrics
 from serving.errors import ScoringError
+
+if TYPE_CHECKING:
+    from serving.state import DeploymentState
 
 log = logging.getLogger("scorer.router")
 
@@ -40,20 +43,17 @@ def _predictions(payload: bytes) -> Any:
     return doc.get("predictions", doc) if isinstance(doc, dict) else doc
 
 
-async def send_copy(router: Any, name: str, body: bytes, content_type: str, live_status: int,
+async def send_copy(dep: DeploymentState, body: bytes, content_type: str, live_status: int,
                     live_payload: bytes) -> None:
-    """Score the copy on deployment `name` if a slot is free now; count the outcome and agreement."""
-    dep = router.deployments.get(name)
-    admission = router.admissions.get(name)
-    if dep is None or admission is None:
-        return
-    if admission.queued or admission.in_flight >= admission.capacity:
+    """Score the copy on `dep` if a slot is free now; count the outcome and agreement."""
+    name = dep.name
+    if not dep.admission.try_acquire():
         metrics.mirror_requests_total.labels(name, "dropped").inc()
         return
-    admission.in_flight += 1  # a free slot, taken without queueing
     try:
-        async with asyncio.timeout(router.timeouts[name]):
-            reply, payload = await dep.call({"op": "score", "ct": content_type}, body)
+        async with asyncio.timeout(dep.timeout_s) as scope:
+            deadline = scope.when()
+            reply, payload = await dep.balancer.call({"op": "score", "ct": content_type}, body, deadline)
     except (ScoringError, TimeoutError):
         metrics.mirror_requests_total.labels(name, "error").inc()
         return
@@ -62,7 +62,7 @@ async def send_copy(router: Any, name: str, body: bytes, content_type: str, live
         metrics.mirror_requests_total.labels(name, "error").inc()
         return
     finally:
-        admission.release()
+        dep.admission.release()
     if reply.get("status", 200) != 200:
         metrics.mirror_requests_total.labels(name, "error").inc()
         return

@@ -8,9 +8,12 @@ import copy
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serving.openapi import OPENAPI
+
+if TYPE_CHECKING:
+    from serving.state import EndpointState
 
 # MLflow column types -> JSON Schema
 _TYPES: dict[str, dict[str, Any]] = {
@@ -91,8 +94,9 @@ def _operation_id(method: str, path: str) -> str:
     return "_".join([method, *(w for w in words if w)]) or method
 
 
-def document(deployments: dict[str, Any], auth_mode: str) -> dict[str, Any]:
-    """The OpenAPI document for these deployments (name -> serving.replicas.pool.Deployment)."""
+def document(state: EndpointState) -> dict[str, Any]:
+    """The OpenAPI document of the endpoint as it is now (its deployments' signatures and examples)."""
+    deployments, auth_mode = state.deployments, state.spec.auth_mode
     doc = copy.deepcopy(OPENAPI)
     schemas = doc["components"]["schemas"]
     branches: list[dict[str, Any]] = []

@@ -1,36 +1,40 @@
-"""Reload without downtime: re-read the same files, re-resolve aliases, swap deployments.
+"""Reload without downtime: re-read the same files, re-resolve aliases, swap the endpoint state.
 
-Added deployments start; a changed one (new resolved model or new settings) gets a new
-Deployment whose replicas are all ready before it takes the old one's place; the old one, like a
-removed one, drains (its admitted requests finish) and stops. Runtime traffic and mirror are kept
-unless the file's own values changed. Anything that fails (invalid files, a model that cannot be
-resolved or loaded) stops the reload before the swap: the old deployments keep serving."""
+Build, start, swap, drain. Added deployments start; a changed one (new resolved model or new
+settings) gets new replicas that are all ready before it takes the old one's place; the old one,
+like a removed one, drains (its admitted requests finish) and stops. Runtime traffic and mirror are
+kept unless the file's own values changed. Anything that fails (invalid files, a model that cannot
+be resolved or loaded) stops the reload before the swap: the old deployments keep serving."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from scorer.spec.models import Endpoint
+from serving import admin
+from serving.assemble import build_deployment, replica_config, start_deployment_extras, stop_deployments
+from serving.dataplane import DataPlane
 from serving.errors import ScoringError
-from serving.replicas.pool import Deployment, Timing
+from serving.replicas.supervisor import Timing
+from serving.state import DeploymentState, EndpointState
+from serving.traffic import SmoothWeighted
+from serving.worker.config import ReplicaConfig
 
 log = logging.getLogger("scorer.router")
 
 
-def fingerprint(spec_dep: Any, dep: Deployment) -> tuple[Any, ...]:
+def fingerprint(spec: Endpoint, name: str, cfg: ReplicaConfig) -> tuple[Any, ...]:
     """What makes a deployment the same: its settings and the model files it resolved to."""
-    return (spec_dep.model_dump(mode="json", exclude={"name", "endpoint_name"}), dep.cfg)
+    return (spec.deployments[name].model_dump(mode="json", exclude={"name", "endpoint_name"}), cfg)
 
 
 class Reloader:
-    def __init__(self, router: Any, load: Callable[[], Any], socket_dir: str, timing: Timing) -> None:
-        self.router = router
-        self.load = load  # () -> Endpoint, raising SpecError
-        self.socket_dir = socket_dir
+    def __init__(self, plane: DataPlane, load: Callable[[], Any], timing: Timing) -> None:
+        self.plane = plane
+        self.load = load  # () -> LoadedFiles (with .spec), raising SpecError
         self.timing = timing
         self.lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -41,81 +45,74 @@ class Reloader:
 
     async def _reload(self) -> None:
         from scorer.spec import SpecError
-        from serving.server import build_deployments
 
-        router = self.router
         loop = asyncio.get_running_loop()
         try:
-            spec = (await loop.run_in_executor(None, self.load)).spec
+            spec: Endpoint = (await loop.run_in_executor(None, self.load)).spec
         except SpecError as exc:
             raise ScoringError(400, f"reload: {exc}") from None
-        old_spec = router.endpoint
-        # resolve every deployment again (aliases may have moved) into a fresh socket folder
-        sockets = tempfile.mkdtemp(prefix="reload-", dir=self.socket_dir)
-        fresh, unresolved = await loop.run_in_executor(None, build_deployments, spec, sockets, self.timing)
-        if unresolved:
-            name, msg = next(iter(unresolved.items()))
-            raise ScoringError(400, f"reload: deployment {name}: {msg}; nothing changed")
-        changed = {n: d for n, d in fresh.items() if n not in router.deployments
-                   or fingerprint(spec.deployments[n], d)
-                   != fingerprint(old_spec.deployments[n], router.deployments[n])}
-        removed = [n for n in router.deployments if n not in fresh]
-        results = await asyncio.gather(*(d.start() for d in changed.values()))
+        old = self.plane.state
+        changed = await self._build(spec, old)
+        results = await asyncio.gather(*(d.replicas.start() for d in changed.values()))
         errors = [e for errs in results for e in errs]
         if errors:
-            await asyncio.gather(*(d.stop() for d in changed.values()), return_exceptions=True)
+            await stop_deployments(list(changed.values()))
             raise ScoringError(424, f"reload: {errors[0]}; the old deployments keep serving")
-        traffic = dict(spec.traffic) if dict(spec.traffic) != dict(old_spec.traffic) else \
-            {n: p for n, p in router.traffic.shares.items() if n in fresh}
-        mirror = dict(spec.mirror_traffic) if dict(spec.mirror_traffic) != dict(old_spec.mirror_traffic) else \
-            {n: p for n, p in router.mirror_traffic.items() if n in fresh}
-        from serving import admin
-
-        try:
-            admin.check(admin.full_traffic(traffic, list(fresh)), mirror, list(fresh))
-        except ScoringError:  # runtime shares no longer fit the new deployments: the file's win
-            traffic, mirror = dict(spec.traffic), dict(spec.mirror_traffic)
-        # the swap: no await from here to the end, so every request sees old or new, never a mix
-        retired = [router.deployments[n] for n in changed if n in router.deployments]
-        retired += [router.deployments[n] for n in removed]
-        deployments = {n: changed.get(n) or router.deployments[n] for n in fresh}
-        for n, d in changed.items():
-            router.attach(n, d, spec.deployments[n].request_settings)
-        for n in removed:
-            router.admissions.pop(n, None)
-            router.timeouts.pop(n, None)
-        router.deployments = deployments
-        router.endpoint = spec
-        router.traffic.set(admin.full_traffic(traffic, list(fresh)))
-        router.mirror_traffic = {n: p for n, p in mirror.items() if p > 0}
-        # autoscalers watch deployment objects: the retired ones' stop, the new ones get their own
-        from serving.autoscale.autoscaler import build_autoscalers
-
-        stale = [router.autoscalers.pop(n) for n in [*changed, *removed] if n in router.autoscalers]
-        scalers = build_autoscalers(spec, changed, router.admissions)
-        router.autoscalers.update(scalers)
-        for scaler in scalers.values():
-            scaler.start()
-        for scaler in stale:
-            self._background(scaler.stop())
+        new = self._next_state(spec, old, changed)
+        # the swap: one assignment, so every request sees the old state or the new, never a mix
+        self.plane.state = new
+        for d in changed.values():
+            start_deployment_extras(d)
+        retired = [old.deployments[n] for n in old.deployments if new.deployments.get(n) is not old.deployments[n]]
         log.info("reload: started %s, retired %s; traffic %s", sorted(changed) or "none",
-                 sorted(d.name for d in retired) or "none", dict(router.traffic.shares))
+                 sorted(d.name for d in retired) or "none", dict(new.traffic.shares))
         for d in retired:
             self._background(self._drain(d))
-        if not changed:
-            os.rmdir(sockets)
 
-    def _background(self, work: Any) -> None:
+    async def _build(self, spec: Endpoint, old: EndpointState) -> dict[str, DeploymentState]:
+        """New deployment states for the added and changed deployments (every model resolved again:
+        aliases may have moved); 400 when a model does not resolve or a handle cannot be loaded."""
+        loop = asyncio.get_running_loop()
+        changed: dict[str, DeploymentState] = {}
+        for name, d in spec.deployments.items():
+            cfg, problem = await loop.run_in_executor(None, replica_config, name, d)
+            if problem is not None:
+                raise ScoringError(400, f"reload: deployment {name}: {problem}; nothing changed")
+            current = old.deployments.get(name)
+            if current is not None and fingerprint(spec, name, cfg) == fingerprint(old.spec, name, current.cfg):
+                continue
+            try:
+                changed[name] = build_deployment(spec.name, name, d, cfg, self.timing)
+            except ValueError as exc:
+                raise ScoringError(400, f"reload: deployment {name}: {exc}; nothing changed") from None
+        return changed
+
+    @staticmethod
+    def _next_state(spec: Endpoint, old: EndpointState, changed: dict[str, DeploymentState]) -> EndpointState:
+        names = list(spec.deployments)
+        traffic = dict(spec.traffic) if dict(spec.traffic) != dict(old.spec.traffic) else \
+            {n: p for n, p in old.traffic.shares.items() if n in names}
+        mirror = dict(spec.mirror_traffic) if dict(spec.mirror_traffic) != dict(old.spec.mirror_traffic) else \
+            {n: p for n, p in old.mirror.items() if n in names}
+        try:
+            admin.check(admin.full_traffic(traffic, names), mirror, names)
+        except ScoringError:  # runtime shares no longer fit the new deployments: the file's win
+            traffic, mirror = dict(spec.traffic), dict(spec.mirror_traffic)
+        deployments = {n: changed.get(n) or old.deployments[n] for n in names}
+        return EndpointState(spec, deployments, SmoothWeighted(admin.full_traffic(traffic, names)),
+                             {n: p for n, p in mirror.items() if p > 0})
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _drain(self, dep: Deployment) -> None:
+    async def _drain(self, dep: DeploymentState) -> None:
         """Wait for the retired deployment's admitted and queued requests, then stop its replicas."""
-        adm, timeout = self.router.slots.get(dep, (None, 0.0))
+        adm = dep.admission
         await asyncio.sleep(0.5)  # requests that picked it just before the swap reach its admission
-        deadline = asyncio.get_running_loop().time() + timeout + 5
-        while adm is not None and (adm.in_flight or adm.queued) and asyncio.get_running_loop().time() < deadline:
+        deadline = asyncio.get_running_loop().time() + dep.timeout_s + 5
+        while (adm.in_flight or adm.queued) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
-        await dep.stop()  # its slot stays: a straggler then gets 503 (no ready replica), never a 500
+        await stop_deployments([dep])  # a straggler then gets 503 (no ready replica), never a 500
         log.info("reload: deployment %s (version %s) drained and stopped", dep.name, dep.version)

@@ -5,30 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from scorer.spec.models import Endpoint
 from serving import desired_state
-from serving.app import Router, Settings, build_app
+from serving.app import build_app
+from serving.assemble import build_state, start_deployment_extras, start_state, stop_deployments
 from serving.auth import Auth
-from serving.autoscale.autoscaler import build_autoscalers
+from serving.body import Settings
 from serving.connection import Connections, protocol_class
+from serving.dataplane import DataPlane
 from serving.errors import ScoringError
 from serving.gate import Gate
 from serving.limits import Limits, raise_fd_limit
 from serving.reload import Reloader
-from serving.replicas.pool import FAILED, Deployment, Timing
-from serving.worker.config import ReplicaConfig
+from serving.replicas.supervisor import Timing
+from serving.state import EndpointState
 
 log = logging.getLogger("scorer.router")
 
 
-def _draining_server(base: type, router: Router) -> type:
+def _draining_server(base: type, router: DataPlane) -> type:
     """uvicorn's Server, but SIGTERM / SIGINT first makes /ready fail (router.draining); uvicorn
     then stops listening and waits for in-flight requests, which their request timeout bounds."""
 
@@ -47,13 +48,13 @@ def _draining_server(base: type, router: Router) -> type:
     return DrainingServer
 
 
-def _reload_on_sighup(router: Router) -> None:
+def _reload_on_sighup(reloader: Reloader) -> None:
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
         try:
-            await router.reloader()
+            await reloader()
         except ScoringError as err:
             log.error("SIGHUP reload failed: %s", err.message)
 
@@ -66,57 +67,9 @@ def _reload_on_sighup(router: Router) -> None:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
 
 
-def build_deployments(spec: Any, socket_dir: str, timing: Timing) -> tuple[dict[str, Deployment], dict[str, str]]:
-    """Deployments ready to start, and the models that could not be resolved (name -> one line)."""
-    from scorer.models import ModelNotFound, resolve
-
-    deployments: dict[str, Deployment] = {}
-    unresolved: dict[str, str] = {}
-    for name, d in spec.deployments.items():
-        model_path, version = None, ""
-        if d.model:
-            try:
-                resolved = resolve(d.model)
-                model_path, version = str(resolved.local_path), resolved.version
-            except ModelNotFound as exc:
-                unresolved[name] = str(exc)
-        cc = d.code_configuration
-        cfg = ReplicaConfig(
-            deployment=name, model_path=model_path, model_version=version or (cc.scoring_script if cc else "") or "",
-            model_ref=str(d.model) if d.model else None,
-            code_dir=str(cc.code) if cc else None, scoring_script=cc.scoring_script if cc else None,
-            max_concurrent=d.request_settings.max_concurrent_requests_per_instance,
-            environment=dict(d.environment_variables),
-            max_batch_size=d.batching.max_batch_size, max_batch_wait_ms=d.batching.max_batch_wait_ms)
-        deployments[name] = Deployment(name, cfg, d.instance_count, socket_dir, d.liveness_probe,
-                                       d.readiness_probe, timing)
-    return deployments, unresolved
-
-
-async def start_deployments(spec: Any, deployments: dict[str, Deployment],
-                            unresolved: dict[str, str]) -> list[str]:
-    """Start every deployment; returns fatal one-liners (deployments with traffic that fail)."""
-    live = {n for n, pct in spec.traffic.items() if pct > 0}
-    fatal = [f"deployment {n}: {msg}" for n, msg in unresolved.items() if n in live]
-    if fatal:
-        return fatal
-    names = [n for n in deployments if n not in unresolved]
-    results = await asyncio.gather(*(deployments[n].start() for n in names))
-    for n, errors in zip(names, results, strict=True):
-        if errors:
-            (fatal if n in live else []).append(errors[0])
-            if n not in live:
-                log.warning("%s (0%% traffic: serving continues; the replica is retried)", errors[0])
-    for n, msg in unresolved.items():
-        log.warning("deployment %s: %s (0%% traffic: serving continues without it)", n, msg)
-        for r in deployments[n].replicas:
-            r.state, r.last_error = FAILED, msg
-    return fatal
-
-
-def example_body(deployments: dict[str, Deployment], names: list[str]) -> Path | None:
+def example_body(state: EndpointState, names: list[str]) -> Path | None:
     for n in names:
-        path = deployments[n].cfg.model_path
+        path = state.deployments[n].cfg.model_path
         if path and (Path(path) / "serving_input_example.json").is_file():
             return Path(path) / "serving_input_example.json"
     return None
@@ -130,7 +83,7 @@ def curl_line(url: str, auth: Auth, key_hint: str | None, body: Path | None) -> 
     return " ".join(parts)
 
 
-async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | None,
+async def serve(spec: Endpoint, host: str, port: int, auth: Auth, key_hint: str | None,
                 timing: Timing | None = None, load: Callable[[], Any] | None = None,
                 limits: Limits | None = None, watch: Sequence[str] = ()) -> int:
     """`load` re-reads the same files (for POST /admin/reload and SIGHUP); `watch` are those files,
@@ -143,35 +96,39 @@ async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | Non
     if fds < limits.max_connections + 256:
         log.warning("open-files limit %d is below max_connections=%d plus room for replicas and files",
                     fds, limits.max_connections)
-    socket_dir = tempfile.mkdtemp(prefix="scorer-")
     timing = timing or Timing.from_env()
-    deployments, unresolved = build_deployments(spec, socket_dir, timing)
-    router = Router(spec, deployments, auth, Settings.from_env(limits))
-    router.state_owner = desired_state.owner_from_env()
+    try:
+        state, unresolved = build_state(spec, timing)
+    except ValueError as exc:  # a replica_handle that cannot be loaded
+        print(f"scorer serve: {exc}", file=sys.stderr, flush=True)
+        return 2
+    plane = DataPlane(state, auth)
+    plane.state_owner = desired_state.owner_from_env()
     watcher: desired_state.FilesWatcher | None = None
     if load is not None:
-        router.reloader = Reloader(router, load, socket_dir, timing)
-        _reload_on_sighup(router)
-        if router.state_owner == desired_state.FILES and watch:
-            watcher = desired_state.FilesWatcher(watch, router.reloader, desired_state.poll_seconds_from_env())
+        reloader = Reloader(plane, load, timing)
+        plane.reloader = reloader
+        _reload_on_sighup(reloader)
+        if plane.state_owner == desired_state.FILES and watch:
+            watcher = desired_state.FilesWatcher(watch, reloader, desired_state.poll_seconds_from_env())
     try:
-        fatal = await start_deployments(spec, deployments, unresolved)
+        fatal = await start_state(state, unresolved)
         if fatal:
             print(f"scorer serve: {fatal[0]}", file=sys.stderr, flush=True)
             return 1
-        router.autoscalers = build_autoscalers(spec, deployments, router.admissions)
-        for scaler in router.autoscalers.values():
-            scaler.start()
+        for dep in state.deployments.values():
+            start_deployment_extras(dep)
         if watcher is not None:
             watcher.start()
-        app = build_app(router)
-        connections = Connections(limits, Gate(router))
+        settings = Settings.from_env(limits)
+        app = build_app(plane, settings)
+        connections = Connections(limits, Gate(plane))
         tls = {"ssl_certfile": str(limits.certfile), "ssl_keyfile": str(limits.keyfile)} if limits.certfile else {}
         config = uvicorn.Config(app, host=host, port=port, loop="none", http=protocol_class(connections),
                                 lifespan="off", access_log=False, log_config=None, server_header=False,
                                 timeout_keep_alive=max(1, round(limits.first_byte_timeout_s)),
                                 **tls)  # type: ignore[arg-type]
-        server = _draining_server(uvicorn.Server, router)(config)
+        server = _draining_server(uvicorn.Server, plane)(config)
 
         async def announce() -> None:
             while not server.started:
@@ -182,7 +139,7 @@ async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | Non
             live = [n for n, p in spec.traffic.items() if p > 0]
             shares = ", ".join(f"{n} {p}%" for n, p in spec.traffic.items())
             print(f"scorer: endpoint {spec.name} ready on {url} ({shares})", flush=True)
-            print("try:  " + curl_line(url, auth, key_hint, example_body(deployments, live or list(deployments))),
+            print("try:  " + curl_line(url, auth, key_hint, example_body(state, live or list(state.deployments))),
                   flush=True)
 
         announcer = asyncio.create_task(announce())
@@ -195,10 +152,8 @@ async def serve(spec: Any, host: str, port: int, auth: Auth, key_hint: str | Non
             announcer.cancel()
         if not server.started:
             return 1
-        return 130 if router.interrupted else 0
+        return 130 if plane.interrupted else 0
     finally:
         if watcher is not None:
             await watcher.stop()
-        await asyncio.gather(*(s.stop() for s in router.autoscalers.values()), return_exceptions=True)
-        await router.stop()
-        shutil.rmtree(socket_dir, ignore_errors=True)
+        await stop_deployments(list(plane.state.deployments.values()))

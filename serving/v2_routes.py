@@ -6,18 +6,28 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from serving import v2_triton as triton
+from serving.body import Settings, read_body
 from serving.errors import ScoringError
 from serving.protocol import jsonbody, v2
 
 JSON = "application/json"
+
+if TYPE_CHECKING:
+    from serving.dataplane import DataPlane
+
+
+def background(work: Callable[[], Awaitable[None]] | None) -> BackgroundTask | None:
+    return BackgroundTask(work) if work is not None else None
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -29,43 +39,45 @@ def _error(err: ScoringError, headers: dict[str, str] | None = None) -> Response
     return Response(body, status_code=status, media_type=JSON, headers={**err.headers, **(headers or {})})
 
 
-def v2_routes(router: Any) -> list[Route]:
+def v2_routes(plane: DataPlane, settings: Settings) -> list[Route]:
     import mlflow.version
 
     signatures: dict[tuple[str, str], v2.Signature] = {}
 
     def signature(dep: str) -> v2.Signature:
-        key = (dep, router.deployments[dep].version)  # a reload may give the name another model
+        key = (dep, plane.state.deployments[dep].version)  # a reload may give the name another model
         if key not in signatures:
-            signatures[key] = v2.Signature.of(router.deployments[dep].cfg.model_path)
+            signatures[key] = v2.Signature.of(plane.state.deployments[dep].cfg.model_path)
         return signatures[key]
 
     def check_version(name: str, dep: str, request: Request) -> str:
         """The deployment serving `versions/{version}` of V2 model `name`: that version must be the
         current one (for the endpoint: of a deployment with traffic), else a V2 404."""
         version = request.path_params.get("version")
-        current = router.deployments[dep].version
+        current = plane.state.deployments[dep].version
         if version is None or version == current:
             return dep
-        if name == router.name:
-            live = [n for n, p in router.traffic.shares.items() if p > 0 and router.deployments[n].version == version]
+        if name == plane.name:
+            state = plane.state
+            shares = state.traffic.shares
+            live = [n for n, p in shares.items() if p > 0 and state.deployments[n].version == version]
             if live:
-                return max(live, key=lambda n: router.traffic.shares[n])
+                return max(live, key=lambda n: shares[n])
         raise ScoringError(404, f"model {name!r} has no version {version[:100]!r}; its version is {current!r}")
 
     def resolve(name: str, pick: bool) -> tuple[str, bool]:
         """(deployment, pinned) of a V2 model name; picking consumes a traffic turn."""
-        if name in router.deployments:
+        if name in plane.state.deployments:
             return name, True
-        if name != router.name:
-            raise ScoringError(404, f"model {name!r} does not exist; models: {router.name} (the endpoint), "
-                               f"{', '.join(sorted(router.deployments))}")
+        if name != plane.name:
+            raise ScoringError(404, f"model {name!r} does not exist; models: {plane.name} (the endpoint), "
+                               f"{', '.join(sorted(plane.state.deployments))}")
         if pick:
-            return router.choose(None), False
-        live = [n for n, p in router.traffic.shares.items() if p > 0]
+            return plane.choose(None).name, False
+        live = [n for n, p in plane.state.traffic.shares.items() if p > 0]
         if not live:
-            raise ScoringError(404, f"endpoint {router.name} has no deployment with traffic")
-        return max(live, key=lambda n: router.traffic.shares[n]), False
+            raise ScoringError(404, f"endpoint {plane.name} has no deployment with traffic")
+        return max(live, key=lambda n: plane.state.traffic.shares[n]), False
 
     async def server_meta(request: Request) -> Response:
         return _json({"name": "scorer", "version": mlflow.version.VERSION,
@@ -75,12 +87,12 @@ def v2_routes(router: Any) -> list[Route]:
         return _json({"live": True})
 
     async def ready(request: Request) -> Response:
-        ok, _ = router.ready()
+        ok, _ = plane.ready()
         return _json({"ready": ok}, 200 if ok else 503)
 
     def model_of(request: Request) -> tuple[str, str]:
         """The V2 model name in the path and the deployment it names (auth checked); no traffic pick."""
-        router.auth.check(request.headers.get("authorization"))
+        plane.auth.check(request.headers.get("authorization"))
         name = request.path_params["name"]
         dep, _ = resolve(name, pick=False)
         return name, check_version(name, dep, request)
@@ -90,7 +102,7 @@ def v2_routes(router: Any) -> list[Route]:
             name, dep = model_of(request)
         except ScoringError as err:
             return _error(err)
-        meta = signature(dep).metadata(name, router.deployments[dep].version)
+        meta = signature(dep).metadata(name, plane.state.deployments[dep].version)
         return _json(meta)
 
     async def model_config(request: Request) -> Response:
@@ -98,11 +110,11 @@ def v2_routes(router: Any) -> list[Route]:
             name, dep = model_of(request)
         except ScoringError as err:
             return _error(err)
-        return _json(triton.config(name, router.deployments[dep].version, signature(dep)))
+        return _json(triton.config(name, plane.state.deployments[dep].version, signature(dep)))
 
     def stats_of(name: str, dep: str) -> dict[str, Any]:
-        deps = [dep] if name != router.name else list(router.deployments)
-        return router.stats.model_stats(name, router.deployments[dep].version, deps)
+        deps = [dep] if name != plane.name else list(plane.state.deployments)
+        return plane.stats.model_stats(name, plane.state.deployments[dep].version, deps)
 
     async def model_stats(request: Request) -> Response:
         try:
@@ -113,16 +125,16 @@ def v2_routes(router: Any) -> list[Route]:
 
     async def all_stats(request: Request) -> Response:
         try:
-            router.auth.check(request.headers.get("authorization"))
+            plane.auth.check(request.headers.get("authorization"))
         except ScoringError as err:
             return _error(err)
-        return _json({"model_stats": [stats_of(n, n) for n in router.deployments]})
+        return _json({"model_stats": [stats_of(n, n) for n in plane.state.deployments]})
 
     async def repository_index(request: Request) -> Response:
         """Every V2 model name: the endpoint and its deployments, with version and state."""
         try:
-            router.auth.check(request.headers.get("authorization"))
-            body = await router.read_body(request)
+            plane.auth.check(request.headers.get("authorization"))
+            body = await read_body(request, settings)
             doc = jsonbody.loads(body) if body.strip() else {}
             if not isinstance(doc, dict):
                 raise ScoringError(400, f"repository index request: expected a JSON object, got {type(doc).__name__}")
@@ -130,14 +142,14 @@ def v2_routes(router: Any) -> list[Route]:
         except ScoringError as err:
             return _error(err)
         rows = []
-        for n, d in router.deployments.items():
-            ok = d.ready_count() > 0
+        for n, d in plane.state.deployments.items():
+            ok = d.replicas.ready_count() > 0
             if ok or not ready_only:
                 rows.append({"name": n, "version": d.version, "state": "READY" if ok else "UNAVAILABLE"})
         try:
-            top, _ = resolve(router.name, pick=False)
-            rows.insert(0, {"name": router.name, "version": router.deployments[top].version, "state": "READY"
-                            if router.deployments[top].ready_count() > 0 else "UNAVAILABLE"})
+            top, _ = resolve(plane.name, pick=False)
+            rows.insert(0, {"name": plane.name, "version": plane.state.deployments[top].version, "state": "READY"
+                            if plane.state.deployments[top].replicas.ready_count() > 0 else "UNAVAILABLE"})
         except ScoringError:
             pass
         return _json([r for r in rows if r["state"] == "READY" or not ready_only])
@@ -147,7 +159,7 @@ def v2_routes(router: Any) -> list[Route]:
             name, dep = model_of(request)
         except ScoringError as err:
             return _error(err)
-        ok = router.deployments[dep].ready_count() > 0 and not router.draining
+        ok = plane.state.deployments[dep].replicas.ready_count() > 0 and not plane.draining
         return _json({"name": name, "ready": ok}, 200 if ok else 503)
 
     async def infer(request: Request) -> Response:
@@ -157,22 +169,23 @@ def v2_routes(router: Any) -> list[Route]:
         out = {"x-request-id": rid}
         name = request.path_params["name"]
         try:
-            router.auth.check(headers.get("authorization"))
+            plane.auth.check(headers.get("authorization"))
             length = headers.get("inference-header-content-length")
             v2.check_media_type(headers.get("content-type"), length)
             dep_name, pinned = resolve(name, pick=True)
             dep_name = check_version(name, dep_name, request)
-            dep = router.deployments[dep_name]
+            dep = plane.state.deployments[dep_name]
             out["azureml-model-deployment"] = dep_name
             out["x-model-version"] = dep.version
+            plane.check_room(dep)  # before the body: a refused body is never read
             sig = signature(dep_name)
-            body, v2_id = v2.to_dataframe_split(await router.read_body(request), sig, length)
-            reply, payload = await router._forward(dep, dep_name, body, JSON, started)
+            body, v2_id = v2.to_dataframe_split(await read_body(request, settings), sig, length)
+            reply, payload = await plane.forward(dep, body, JSON, started)
         except ScoringError as err:
-            router.record(rid, out, err.status, started, headers)
+            plane.record(rid, out, err.status, started, headers)
             return _error(err, out)
         status = reply.get("status", 200)
-        router.record(rid, out, status, started, headers, reply)
+        plane.record(rid, out, status, started, headers, reply)
         if status != 200:
             message, code = v2.replica_error(payload)
             return _json({"error": message, "error_code": code}, status, {**out, **reply.get("h", {})})
@@ -181,7 +194,7 @@ def v2_routes(router: Any) -> list[Route]:
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             return _error(ScoringError(424, f"the model's output cannot be sent as V2 tensors: {exc}"), out)
         return Response(answer, media_type=JSON, headers=out,
-                        background=None if pinned else router.mirror(body, JSON, status, payload))
+                        background=None if pinned else background(plane.mirror(body, JSON, status, payload)))
 
     routes = [
         Route("/v2", server_meta, methods=["GET"]),

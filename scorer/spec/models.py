@@ -87,6 +87,9 @@ class RequestSettings(Strict):
     request_timeout_ms: PositiveInt = 5000
     max_concurrent_requests_per_instance: PositiveInt = 1
     max_queue_wait_ms: PositiveInt = 500
+    # scorer's own: a replica still running a request this long after its deadline is killed and
+    # restarted (one stuck request must not hold a replica for good)
+    kill_after_ms: PositiveInt = 1000
 
 
 class Batching(Strict):
@@ -134,6 +137,8 @@ class OnlineDeployment(Strict):
     liveness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=30))
     readiness_probe: Probe = Field(default_factory=Probe)
     environment_variables: dict[str, str] = Field(default_factory=dict)
+    # scorer's own: where replicas run; `local` (forkserver children) or a ReplicaHandle factory
+    replica_handle: Annotated[str, Field(pattern=r"^(local|python:[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")] = "local"
 
     @field_validator("model", mode="before")
     @classmethod

@@ -152,16 +152,3 @@ class Autoscaler:
         return {"desired": self.current, "applied": self.applied, "floor": self.floor,
                 "utilization": None if d is None or math.isinf(d.utilization) else round(d.utilization, 4),
                 "hook": self.hook_spec}
-
-
-def build_autoscalers(endpoint: Any, deployments: dict[str, Any], admissions: dict[str, Any]) -> dict[str, Autoscaler]:
-    """An autoscaler for each deployment with `scale_settings.type: target_utilization`."""
-    out: dict[str, Autoscaler] = {}
-    for name, dep in deployments.items():
-        spec = endpoint.deployments[name]
-        s = spec.scale_settings
-        if s.type != "target_utilization":
-            continue
-        out[name] = Autoscaler(endpoint.name, dep, admissions[name], s, spec.max_instances,
-                               spec.request_settings.max_concurrent_requests_per_instance)
-    return out

@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
 
-from serving.desired_state import refuse_runtime_change
+from scorer.spec.models import OnlineDeployment
 from serving.errors import ScoringError
-from serving.responses import error_response
+
+if TYPE_CHECKING:
+    from serving.state import EndpointState
 
 
 def parse_instances(body: bytes) -> int:
@@ -30,7 +30,7 @@ def parse_instances(body: bytes) -> int:
     return n
 
 
-def check_bounds(n: int, spec: Any) -> None:
+def check_bounds(n: int, spec: OnlineDeployment) -> None:
     """Within [min_instances, max_instances]; a fixed deployment without max_instances may go past
     instance_count, up to the instance limit that `scorer validate` also applies."""
     from scorer.spec.limits import MAX_INSTANCES
@@ -49,44 +49,31 @@ def check_bounds(n: int, spec: Any) -> None:
         raise ScoringError(400, f"instances: {n} is above {where} ({hi})")
 
 
-def check_local_capacity(router: Any, name: str, n: int) -> None:
+def check_local_capacity(state: EndpointState, name: str, n: int) -> None:
     """Local replicas are processes on this machine: the same per-CPU cap as `scorer serve`."""
     from scorer.spec.limits import MAX_REPLICAS_PER_CPU, usable_cpus
 
     cap = MAX_REPLICAS_PER_CPU.value() * usable_cpus()
-    others = sum(d.active_count() for other, d in router.deployments.items() if other != name)
+    others = sum(d.replicas.active_count() for other, d in state.deployments.items()
+                 if other != name and d.spec.replica_handle == "local")
     if others + n > cap:
         raise ScoringError(400, f"instances: {n} would make {others + n} local replicas; at most {cap} on this "
                            f"machine ({MAX_REPLICAS_PER_CPU.env} per CPU x {usable_cpus()} CPUs)")
 
 
-async def apply(router: Any, name: str, n: int) -> None:
-    if name not in router.deployments:
-        raise ScoringError(404, f"deployment {name!r} does not exist in endpoint {router.name}; "
-                           f"deployments: {', '.join(sorted(router.deployments))}")
-    spec = router.endpoint.deployments[name]
-    check_bounds(n, spec)
-    scaler = getattr(router, "autoscalers", {}).get(name)
-    if scaler is not None:
-        scaler.set_floor(n)
+async def apply(state: EndpointState, name: str, n: int) -> None:
+    """Set the replica count (or an autoscaled deployment's floor) of deployment `name`."""
+    dep = state.deployments.get(name)
+    if dep is None:
+        raise ScoringError(404, f"deployment {name!r} does not exist in endpoint {state.name}; "
+                           f"deployments: {', '.join(sorted(state.deployments))}")
+    check_bounds(n, dep.spec)
+    if dep.autoscaler is not None:
+        dep.autoscaler.set_floor(n)
         return
-    check_local_capacity(router, name, n)
-    dep = router.deployments[name]
-    before = dep.active_count()
-    await dep.scale_to(n, "manual")
-    dep.scale_events.append({"time": round(time.time(), 3), "from": before, "to": n, "reason": "manual",
-                             "hook": "local", "outcome": "ok"})
-
-
-def scale_handler(router: Any) -> Any:
-    async def scale(request: Request) -> Response:
-        try:
-            router.auth.check_admin(request.headers.get("authorization"))
-            refuse_runtime_change(router.state_owner, f"POST {request.url.path}")
-            n = parse_instances(await router.read_body(request))
-            await apply(router, request.path_params["name"], n)
-        except ScoringError as err:
-            return error_response(err)
-        return Response(orjson.dumps(router.describe()), media_type="application/json")
-
-    return scale
+    if dep.spec.replica_handle == "local":
+        check_local_capacity(state, name, n)
+    before = dep.replicas.active_count()
+    await dep.replicas.scale_to(n, "manual")
+    dep.replicas.scale_events.append({"time": round(time.time(), 3), "from": before, "to": n, "reason": "manual",
+                                      "hook": "local", "outcome": "ok"})

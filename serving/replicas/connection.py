@@ -1,4 +1,5 @@
-"""The router's end of one replica connection: many requests multiplexed by id over one stream."""
+"""The router's end of one replica connection: many requests multiplexed by id over one stream
+(a Unix socket for the local handle; any stream for others)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from serving import frames
+from serving.replicas.handle import ReplicaGone
 
 log = logging.getLogger("scorer.router")
-
-
-class ReplicaGone(Exception):
-    """The replica's connection closed (it died or was killed) before it answered."""
 
 
 class ReplicaConnection:

@@ -34,6 +34,7 @@ class Item:
     frame: Any
     arrived: float
     future: asyncio.Future[tuple[Reply, int]] = field(repr=False)
+    expires: float | None = None  # time.monotonic() after which nobody waits for the answer
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -54,6 +55,12 @@ def _slice(result: Any, start: int, stop: int) -> Any:
     return result[start:stop]
 
 
+def spent() -> Reply:
+    """The answer to a request whose deadline passed before it started (the router has answered 408)."""
+    return Reply(408, error_body("REQUEST_TIMEOUT", "dropped by the replica: the request's budget was spent "
+                                 "before it started"))
+
+
 class Batcher:
     def __init__(self, scorer: Any, pool: Executor, max_size: int, max_wait_ms: float, deployment: str) -> None:
         self.scorer = scorer
@@ -66,7 +73,8 @@ class Batcher:
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
-    def admit(self, rid: int, body: bytes, content_type: str) -> asyncio.Future[tuple[Reply, int]] | None:
+    def admit(self, rid: int, body: bytes, content_type: str,
+              expires: float | None = None) -> asyncio.Future[tuple[Reply, int]] | None:
         """Parse and check now; a batchable frame joins the queue (its future answers it), anything
         else (params, non-frame input) returns None and is scored on its own by the caller."""
         mime = check_media_type(content_type)
@@ -79,7 +87,7 @@ class Batcher:
                                f"{sorted(missing)}")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[Reply, int]] = loop.create_future()
-        self.queue.append(Item(rid, data, time.monotonic(), fut))
+        self.queue.append(Item(rid, data, time.monotonic(), fut, expires))
         self.wakeup.set()
         if self.task is None or self.task.done():
             self.task = loop.create_task(self._run())
@@ -106,6 +114,7 @@ class Batcher:
                     await asyncio.wait_for(self.wakeup.wait(), max(0.0, deadline - time.monotonic()))
                 except TimeoutError:
                     break
+            self._drop_expired()
             if not self.queue:
                 return
             batch = self._same(self.queue[0])[: self.max_size]
@@ -115,6 +124,14 @@ class Batcher:
             for item, reply in zip(batch, replies, strict=True):
                 if not item.future.done():
                     item.future.set_result(reply)
+
+    def _drop_expired(self) -> None:
+        """Requests whose budget is spent are answered 408 without joining a predict."""
+        now = time.monotonic()
+        for item in [i for i in self.queue if i.expires is not None and i.expires <= now]:
+            self.queue.remove(item)
+            if not item.future.done():
+                item.future.set_result((spent(), 0))
 
     def _same(self, first: Item) -> list[Item]:
         key = first.key

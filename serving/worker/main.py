@@ -22,7 +22,7 @@ from typing import Any
 from serving import frames
 from serving.errors import ScoringError, clip, error_body
 from serving.protocol.mlflow import Reply
-from serving.worker.batcher import Batcher
+from serving.worker.batcher import Batcher, spent
 from serving.worker.config import ReplicaConfig
 from serving.worker.load import build_scorer
 
@@ -44,7 +44,9 @@ class ReplicaServer:
         if cfg.max_batch_size > 1 and hasattr(scorer, "schema"):  # tabular MLflow models only
             self.batcher = Batcher(scorer, self.pool, cfg.max_batch_size, cfg.max_batch_wait_ms, cfg.deployment)
 
-    def _score(self, body: bytes, content_type: str) -> Reply:
+    def _score(self, body: bytes, content_type: str, expires: float | None = None) -> Reply:
+        if expires is not None and time.monotonic() >= expires:
+            return spent()  # waited for a thread past its deadline: nobody waits for the answer
         try:
             return self.scorer.score(body, content_type)
         except ScoringError as err:
@@ -58,13 +60,15 @@ class ReplicaServer:
         loop = asyncio.get_running_loop()
         self.busy += 1
         t0 = time.perf_counter()
+        budget = header.get("ms")  # what is left of the request's deadline, in ms, when it was sent
+        expires = time.monotonic() + budget / 1000.0 if isinstance(budget, int | float) else None
         size = 0
         try:
-            batched = self.batcher.admit(rid, body, header.get("ct") or "") if self.batcher else None
+            batched = self.batcher.admit(rid, body, header.get("ct") or "", expires) if self.batcher else None
             if batched is not None:
                 reply, size = await batched
             else:
-                cf = self.pool.submit(self._score, body, header.get("ct") or "")
+                cf = self.pool.submit(self._score, body, header.get("ct") or "", expires)
                 self.futures[rid] = cf
                 reply = await asyncio.wrap_future(cf, loop=loop)
         except ScoringError as err:  # rejected before joining a batch

@@ -133,18 +133,19 @@ def test_missing_logged_model_is_one_line(logged):
 
 
 def test_serving_and_batch_report_the_version_not_the_folder(logged, demo_registry, tmp_path):
-    """serve's build_deployments and batch's job header take the version from the resolved model."""
+    """serve's endpoint state and batch's job header take the version from the resolved model."""
     from batch.runner import JobArgs, _prepare
     from scorer.spec import load_any, load_batch
-    from serving.replicas.pool import Timing
-    from serving.server import build_deployments
+    from serving.assemble import build_state
+    from serving.replicas.supervisor import Timing
 
     folder = logged["folder"]
     ep = tmp_path / "ep.yaml"
     ep.write_text(f"name: ep\ntraffic: {{path: 100}}\ndeployments:\n  path: {{model: '{folder}'}}\n"
                   f"  uri: {{model: '{folder.as_uri()}'}}\n  logged: {{model: '{logged['uri']}'}}\n"
                   f"  registry: {{model: 'models:/{demo_registry}@blue'}}\n")
-    deployments, unresolved = build_deployments(load_any(ep).spec, str(tmp_path), Timing())
+    state, unresolved = build_state(load_any(ep).spec, Timing())
+    deployments = state.deployments
     assert not unresolved
     versions = {n: d.version for n, d in deployments.items()}
     assert versions == {"path": content_version(folder), "uri": content_version(folder), "logged": logged["id"],

@@ -147,7 +147,8 @@ deployments:
   sleeper:
     model: {test_models['sleeper']}
     instance_count: 2
-    {rs % (1000, 1, 300)}
+    request_settings: {{request_timeout_ms: 1000, max_concurrent_requests_per_instance: 1, max_queue_wait_ms: 300,
+                        kill_after_ms: 500}}
   raiser:
     model: {test_models['raiser']}
   script:
@@ -162,7 +163,7 @@ deployments:
 """)
     srv = start_server(endpoint, work_dir, {
         "SCORER_API_KEY": ",".join(API_KEYS), "SCORER_ADMIN_KEY": ADMIN_KEY,
-        "SCORER_MAX_BODY_BYTES": str(MAX_BODY), "SCORER_KILL_AFTER_S": "0.5"})
+        "SCORER_MAX_BODY_BYTES": str(MAX_BODY)})
     srv.headers = {"Authorization": f"Bearer {API_KEYS[0]}"}
     yield srv
     stop_server(srv)

@@ -210,7 +210,7 @@ def test_openapi_security_follows_auth_mode(token_server, test_models) -> None:
     _validate(doc)
     assert doc["paths"]["/score"]["post"]["security"] == [{"bearer": []}]
     dep = SimpleNamespace(version="abc", cfg=SimpleNamespace(model_path=str(test_models["mixed"])))
-    open_doc = document({"only": dep}, "none")
+    open_doc = document(SimpleNamespace(deployments={"only": dep}, spec=SimpleNamespace(auth_mode="none")))
     _validate(open_doc)
     for path, ops in open_doc["paths"].items():
         for op in ops.values():
