@@ -19,10 +19,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from scorer.environment import state_dir
 from serving.errors import ScoringError
+
+if TYPE_CHECKING:
+    from scorer.spec.server import ServerSettings
 
 TOKEN_PREFIX = "v1"
 DEFAULT_MAX_TOKEN_TTL_S = 86400
@@ -127,7 +130,7 @@ class Auth:
     max_ttl: int = DEFAULT_MAX_TOKEN_TTL_S
 
     @classmethod
-    def from_env(cls, auth_mode: str, server: Any = None) -> tuple[Auth, list[str]]:
+    def from_env(cls, auth_mode: str, server: ServerSettings | None = None) -> tuple[Auth, list[str]]:
         """(auth, lines to print once at start). `server`: the endpoint spec's server settings, if any
         (its `max_token_ttl_s`); ValueError for a bad SCORER_MAX_TOKEN_TTL_S."""
         admin = [k.encode() for k in _split(os.environ.get("SCORER_ADMIN_KEY"))]

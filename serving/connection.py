@@ -42,7 +42,7 @@ class _Answered:
     message_event = _NoEvent()
 
 
-ANSWERED = _Answered()
+ANSWERED: Any = _Answered()  # stands in for a RequestResponseCycle: compared by identity
 
 
 class Connections:
@@ -73,7 +73,7 @@ def protocol_class(shared: Connections) -> type:
 
     lim = shared.limits
 
-    class LimitedHttpTools(HttpToolsProtocol):  # type: ignore[misc]
+    class LimitedHttpTools(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._phase = WAIT
@@ -160,7 +160,7 @@ def protocol_class(shared: Connections) -> type:
                 if pipelined:  # an answer is still being written before this one: just cut
                     self.close_for("header_limit")
                     return
-                self._pending, self.cycle = rejection, ANSWERED  # type: ignore[assignment]
+                self._pending, self.cycle = rejection, ANSWERED
                 return
             super().on_headers_complete()
             self._close_if_body_unread(self.cycle)

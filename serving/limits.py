@@ -11,7 +11,10 @@ import os
 import resource
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scorer.spec.server import ServerSettings
 
 log = logging.getLogger("scorer.router")
 
@@ -50,7 +53,7 @@ class Limits:
     keyfile: Path | None = None
 
     @classmethod
-    def resolve(cls, server: Any = None, env: dict[str, str] | None = None) -> Limits:
+    def resolve(cls, server: ServerSettings | None = None, env: dict[str, str] | None = None) -> Limits:
         """The `server:` block (a ServerSettings, or None for defaults) with environment overrides.
 
         Raises ValueError naming the variable when an override is not a positive number."""

@@ -33,7 +33,7 @@ def _draining_server(base: type, router: DataPlane) -> type:
     """uvicorn's Server, but SIGTERM / SIGINT first makes /ready fail (router.draining); uvicorn
     then stops listening and waits for in-flight requests, which their request timeout bounds."""
 
-    class DrainingServer(base):  # type: ignore[misc, valid-type]
+    class DrainingServer(base):  # type: ignore[misc]
         def handle_exit(self, sig: int, frame: Any) -> None:
             if not router.draining:
                 router.draining = True

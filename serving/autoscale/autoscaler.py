@@ -15,12 +15,17 @@ import math
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from scorer.spec.models import ScaleSettings
 from serving import metrics
+from serving.admission import Admission
 from serving.autoscale.hooks import Hook, ScaleRequest, call_with_retries, make_hook
 from serving.autoscale.policy import HOLD, UP, Decision, Inputs, PolicyConfig, PolicyState, decide
 from serving.autoscale.sampler import Sampler
+
+if TYPE_CHECKING:
+    from serving.replicas.supervisor import Supervisor
 
 log = logging.getLogger("scorer.autoscale")
 
@@ -30,7 +35,8 @@ def _hook_timeout() -> float:
 
 
 class Autoscaler:
-    def __init__(self, endpoint: str, deployment: Any, admission: Any, settings: Any, max_instances: int,
+    def __init__(self, endpoint: str, deployment: Supervisor, admission: Admission, settings: ScaleSettings,
+                 max_instances: int,
                  per_replica: int, clock: Callable[[], float] = time.monotonic, hook: Hook | None = None) -> None:
         self.endpoint = endpoint
         self.dep = deployment

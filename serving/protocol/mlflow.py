@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from serving.errors import ScoringError
 
@@ -28,6 +28,14 @@ class Reply:
     body: bytes
     media_type: str = JSON
     headers: dict[str, str] = field(default_factory=dict)
+
+
+class Scorer(Protocol):
+    """What a replica serves (an MLflow model or a scoring script): a body in, an answer out."""
+
+    def score(self, body: bytes, content_type: str) -> Reply: ...
+
+    def warm_up(self, example: Any) -> None: ...
 
 
 def check_media_type(content_type: str | None) -> str:

@@ -14,6 +14,6 @@ def context() -> BaseContext:
     global _ctx
     if _ctx is None:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)  # type: ignore[attr-defined]
+        ctx.set_forkserver_preload(PRELOAD)
         _ctx = ctx
     return _ctx

@@ -54,7 +54,7 @@ class LocalReplica:
     async def start(self) -> Started:
         loop = asyncio.get_running_loop()
         ctx = context()
-        parent, child = ctx.Pipe(duplex=True)  # type: ignore[attr-defined]
+        parent, child = ctx.Pipe(duplex=True)
         proc = ctx.Process(target=replica_main, args=(self.cfg, self.path, child),  # type: ignore[attr-defined]
                            name=f"scorer-replica-{self.cfg.deployment}-{self.index}", daemon=False)
         await loop.run_in_executor(None, proc.start)

@@ -21,7 +21,7 @@ from typing import Any
 
 from serving import frames
 from serving.errors import ScoringError, clip, error_body
-from serving.protocol.mlflow import Reply
+from serving.protocol.mlflow import Reply, Scorer
 from serving.worker.batcher import Batcher, spent
 from serving.worker.config import ReplicaConfig
 from serving.worker.load import build_scorer
@@ -30,7 +30,7 @@ log = logging.getLogger("scorer.replica")
 
 
 class ReplicaServer:
-    def __init__(self, scorer: Any, cfg: ReplicaConfig) -> None:
+    def __init__(self, scorer: Scorer, cfg: ReplicaConfig) -> None:
         self.scorer = scorer
         self.cfg = cfg
         # Requests admitted beyond `threads` wait in the executor's queue: more Python threads than

@@ -22,4 +22,4 @@ for _name in ("mlflow.sklearn", "sklearn.linear_model", "sklearn.ensemble", "skl
 with contextlib.suppress(Exception):  # the map mlflow builds to compare a model's requirements
     from mlflow.utils import requirements_utils
 
-    requirements_utils._init_modules_to_packages_map()
+    requirements_utils._init_modules_to_packages_map()  # type: ignore[no-untyped-call]
