@@ -9,6 +9,7 @@ It never runs model code; bodies travel to replicas as bytes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -125,7 +126,8 @@ class DataPlane:
         for name, pct in state.mirror.items():
             dep = state.deployments.get(name)
             if dep is not None and pct > 0 and self.mirror_share.take(pct):
-                return lambda: send_copy(dep, body, content_type, status, payload)
+                # a partial of the coroutine function, so that Starlette's BackgroundTask awaits it
+                return functools.partial(send_copy, dep, body, content_type, status, payload)
         return None
 
     # -- health, description, admin -----------------------------------------------------------

@@ -77,11 +77,10 @@ def test_a_saturated_mirror_drops_the_copy_without_waiting() -> None:
         async def never(*a: object) -> tuple[dict[str, int], bytes]:
             raise AssertionError("a saturated mirror must not be called")
 
-        router = SimpleNamespace(deployments={"m": SimpleNamespace(call=never)}, admissions={"m": adm},
-                                 timeouts={"m": 1.0})
+        dep = SimpleNamespace(name="m", balancer=SimpleNamespace(call=never), admission=adm, timeout_s=1.0)
         before = metrics.mirror_requests_total.labels("m", "dropped")._value.get()
         t0 = time.perf_counter()
-        await send_copy(router, "m", b"{}", "application/json", 200, b"{}")
+        await send_copy(dep, b"{}", "application/json", 200, b"{}")  # type: ignore[arg-type]
         assert time.perf_counter() - t0 < 0.05
         assert metrics.mirror_requests_total.labels("m", "dropped")._value.get() == before + 1
         assert adm.in_flight == 1 and adm.queued == 0
