@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install run train demo-data validate deploy-demo test lint typecheck pytest lock schema soak doc-blocks kserve-client fuzz bench-online bench-batch bench-flood multihost clean
+.PHONY: install run train demo-data validate deploy-demo test lint typecheck pytest lock schema soak doc-blocks kserve-client fuzz bench-online bench-batch bench-flood bench-overhead multihost clean
 
 install: $(STAMP)
 
@@ -91,6 +91,14 @@ bench-batch: train
 # Goodput under a 10x flood of 429s and of 401s, against goodput at capacity (needs wrk).
 bench-flood: train
 	$(BIN)/python benchmarks/flood.py
+
+# Router overhead A/B: `scorer serve` of commit BEFORE (git archive) against this working tree, ABABAB,
+# median of 3 rounds, verdict against issue 14's rule. e.g. make bench-overhead BEFORE=50e9afa
+# OVERHEAD_ARGS='-n 300 --rounds 1'. Default BEFORE: HEAD if the tree has changes (what they do), else HEAD~1.
+BEFORE ?= $(shell git status --porcelain | grep -q . && echo HEAD || echo HEAD~1)
+OVERHEAD_ARGS ?=
+bench-overhead: train
+	$(BIN)/python benchmarks/overhead_ab.py --before-commit $(BEFORE) $(OVERHEAD_ARGS)
 
 schema: install
 	$(BIN)/python -m scorer.spec.schema

@@ -34,7 +34,34 @@ def _deployment_lines(dep: OnlineDeployment, indent: str) -> list[str]:
                                           f"up to {b.max_batch_size} rows, wait {b.max_batch_wait_ms:g} ms"))
     if dep.environment_variables:
         lines.append(f"{indent}environment: {', '.join(sorted(dep.environment_variables))}")
+    if dep.replica_handle != "local":
+        lines.append(f"{indent}replicas run through: {dep.replica_handle}")
     return lines
+
+
+def handle_problems(spec: object) -> list[str]:
+    """`replica_handle: python:MODULE:CALLABLE` that cannot be imported or is not callable, one line each
+    (found here, not at `scorer serve`)."""
+    import importlib
+
+    deployments = getattr(spec, "deployments", None)
+    items = deployments.items() if isinstance(deployments, dict) else \
+        [(getattr(spec, "name", None) or "-", spec)] if isinstance(spec, OnlineDeployment) else []
+    problems = []
+    for name, dep in items:
+        value = dep.replica_handle
+        if not value.startswith("python:"):
+            continue
+        _, module, attr = value.split(":")
+        where = f"deployments.{name}.replica_handle {value!r}"
+        try:
+            target = getattr(importlib.import_module(module), attr, None)
+        except Exception as exc:
+            problems.append(f"{where}: cannot import {module}: {type(exc).__name__}: {exc}")
+            continue
+        if target is None or not callable(target):
+            problems.append(f"{where}: module {module} has no callable {attr}")
+    return problems
 
 
 def _batch_lines(dep: BatchDeployment) -> list[str]:
@@ -146,6 +173,12 @@ def run_validate(files: Sequence[str], out: TextIO = sys.stdout, err: TextIO = s
                 head = [] if len(missing) == 1 else [f"{name}: invalid ({len(missing)} problems)"]
                 print("\n".join(head + [("  " if head else "") + str(p) for p in missing]), file=err)
                 continue
+        bad_handles = handle_problems(loaded.spec)
+        if bad_handles:
+            status = 2
+            head = [] if len(bad_handles) == 1 else [f"{name}: invalid ({len(bad_handles)} problems)"]
+            print("\n".join(head + [("  " if head else f"{name}: ") + p for p in bad_handles]), file=err)
+            continue
         with_files = f" (with {', '.join(members)})" if members else ""
         print(f"{name}: ok, {loaded.kind.replace('_', ' ')}{with_files}", file=out)
         for line in summary(loaded):

@@ -63,6 +63,18 @@ class Admission:
                                "in the queue (max_queue_wait_ms); retry later",
                                headers={"Retry-After": RETRY_AFTER}) from None
 
+    def refusal(self) -> ScoringError | None:
+        """Why a request cannot be admitted now (429 past the bound, 503 without a ready replica), or
+        None. Takes no slot: asked from a request's head, before its body is read."""
+        cap = self.capacity
+        if cap <= 0:
+            return ScoringError(503, f"deployment {self.name} has no ready replica",
+                                headers={"Retry-After": RETRY_AFTER})
+        if self.in_flight + len(self.waiters) >= 2 * cap:
+            return ScoringError(429, f"deployment {self.name} is at its limit of {2 * cap} requests in flight and "
+                                "queued; retry later", headers={"Retry-After": RETRY_AFTER})
+        return None
+
     def try_acquire(self) -> bool:
         """A free slot now, without queueing (mirror copies never wait behind live requests)."""
         if self.waiters or self.in_flight >= self.capacity:

@@ -18,11 +18,10 @@ from typing import Any
 from serving import admin, desired_state, metrics
 from serving.auth import Auth
 from serving.errors import ScoringError
-from serving.gate import admission_full
 from serving.mirror import MirrorShare, send_copy
 from serving.replicas.handle import Header
 from serving.state import DeploymentState, EndpointState
-from serving.v2_triton import InferStats
+from serving.stats import InferStats
 
 log = logging.getLogger("scorer.router")
 access = logging.getLogger("scorer.access")
@@ -66,7 +65,7 @@ class DataPlane:
     @staticmethod
     def check_room(dep: DeploymentState) -> None:
         """429 / 503 now, before the body is read, when the deployment cannot take the request."""
-        full = admission_full(dep.admission)
+        full = dep.admission.refusal()
         if full is not None:
             raise full
 

@@ -13,17 +13,15 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from serving.admission import RETRY_AFTER, Admission
+from serving.dataplane import PIN_HEADER, DataPlane
 from serving.errors import ScoringError, error_body
 from serving.limits import request_id
 from serving.protocol import v2
 from serving.protocol.mlflow import check_media_type
 
 if TYPE_CHECKING:
-    from serving.dataplane import DataPlane
     from serving.state import EndpointState
 
-PIN_HEADER = "azureml-model-deployment"
 _SCORE_PATHS = (b"/score", b"/invocations")
 _V2_PREFIX, _V2_SUFFIX = b"/v2/models/", b"/infer"
 
@@ -34,19 +32,6 @@ class Rejection:
     body: bytes
     headers: list[tuple[bytes, bytes]]
     close: bool = False  # close the connection after the answer
-
-
-def admission_full(adm: Admission) -> ScoringError | None:
-    """Why a request cannot be admitted now (429 past the bound, 503 without a ready replica), or None.
-
-    Takes no slot: the router calls it before reading the body and takes the slot after."""
-    cap = adm.capacity
-    if cap <= 0:
-        return ScoringError(503, f"deployment {adm.name} has no ready replica", headers={"Retry-After": RETRY_AFTER})
-    if adm.in_flight + adm.queued >= 2 * cap:
-        return ScoringError(429, f"deployment {adm.name} is at its limit of {2 * cap} requests in flight and "
-                            "queued; retry later", headers={"Retry-After": RETRY_AFTER})
-    return None
 
 
 def shaped(err: ScoringError, is_v2: bool) -> bytes:
@@ -102,7 +87,7 @@ class Gate:
                 return None  # the router answers 415 with its own message
         first: ScoringError | None = None
         for name in names:
-            full = admission_full(state.deployments[name].admission)
+            full = state.deployments[name].admission.refusal()
             if full is None:
                 return None
             if first is None or (first.status == 503 and full.status == 429):

@@ -1,6 +1,6 @@
 """Scale hooks: who acts on a decision. `scale_settings.hook` picks one:
 
-- `local`: start or stop replica processes of the deployment on this machine (`Deployment.scale_to`);
+- `local`: start or stop replica processes of the deployment (`Supervisor.scale_to`);
 - `command:CMD`: run CMD (through /bin/sh) with SCORER_ENDPOINT, SCORER_DEPLOYMENT, SCORER_CURRENT,
   SCORER_DESIRED, SCORER_UTILIZATION in its environment; exit 0 means done;
 - `webhook:URL`: POST the same facts plus a timestamp as JSON, signed with `X-Scorer-Signature:

@@ -1,10 +1,8 @@
-"""The MLflow scoring protocol, parsed and answered exactly as `mlflow models serve` does.
-
-Parsing, schema enforcement and the JSON encoding of predictions are MLflow's own functions
-(`mlflow.pyfunc.scoring_server`), so answers match byte for byte; errors carry MLflow's status,
-error_code and error_class, except that a model that raises is 424 here (Azure's /score convention;
-the router turns it into MLflow's 400 on /invocations) and no answer ever carries a traceback.
-Runs in the replica, never in the router (except `check_media_type`).
+"""The MLflow scoring protocol's codec pieces: media types, the answer (`Reply`), the Azure body
+wrapper and the shape of errors (MLflow's status, error_code and error_class; a model that raises
+is 424, Azure's /score convention, which the router turns into MLflow's 400 on /invocations; no
+answer ever carries a traceback). The replica's parser that uses them is
+`serving/worker/mlflow_scorer.py`; the router uses only the media-type checks.
 """
 
 from __future__ import annotations

@@ -200,6 +200,7 @@ class Supervisor:
         metrics.replica_restarts_total.labels(self.name, reason).inc()
         if r.ready_at and time.monotonic() - r.ready_at > self.timing.stable_after:
             r.failures = 0
+        r.ready_at = 0.0  # a stable period counts once: failed starts after it back off again
         delay = min(self.timing.backoff_base * (2 ** r.failures), self.timing.backoff_max)
         r.failures += 1
         r.restarts += 1

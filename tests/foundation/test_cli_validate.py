@@ -105,3 +105,19 @@ def test_dockerfile_copies_files_that_exist():
     text = "\n".join(lines)
     assert "USER " in text and "HEALTHCHECK" in text and "/ping" in text
     assert "constraints.txt" in text and "examples/training/train.py" in text
+
+
+def test_validate_imports_a_replica_handle_factory(tmp_path):
+    """A `replica_handle` that cannot be imported fails validate (not only serve), naming the field."""
+    ep = tmp_path / "ep.yaml"
+    for value, code, words in [("python:no_such_module_here:factory", 2, "cannot import no_such_module_here"),
+                               ("python:json:no_such_name", 2, "module json has no callable no_such_name"),
+                               ("python:json:loads", 0, "replicas run through: python:json:loads")]:
+        ep.write_text(f"name: ep\ntraffic: {{a: 100}}\ndeployments:\n  a:\n    model: models:/m/1\n"
+                      f"    replica_handle: {value}\n")
+        out = scorer("validate", "--offline", str(ep))
+        assert out.returncode == code, out.stdout + out.stderr
+        assert words in out.stdout + out.stderr
+        if code:
+            assert f"deployments.a.replica_handle '{value}'" in out.stderr
+        assert "Traceback" not in out.stdout + out.stderr

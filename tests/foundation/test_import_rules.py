@@ -75,10 +75,9 @@ def _violations(rule: str) -> list[str]:
                 if module.startswith(("serving.replicas.supervisor", "serving.replicas.balancer",
                                       "serving.replicas.handle")) and _under(name, TRANSPORT):
                     bad.append(where)
-            elif rule == "child":
-                if module.startswith("serving.worker") and _under(name, ("serving",)) \
-                        and not _under(name, CHILD_MAY_USE):
-                    bad.append(where)
+            elif rule == "child" and module.startswith("serving.worker") and _under(name, ("serving",)) \
+                    and not _under(name, CHILD_MAY_USE):
+                bad.append(where)
     return bad
 
 

@@ -33,7 +33,10 @@ class SleepyScorer:
         return None
 
 
-async def _exchange(requests: list[tuple[dict[str, object], bytes]]) -> tuple[dict[int, dict[str, object]], list[bytes]]:
+Answers = dict[int, dict[str, object]]
+
+
+async def _exchange(requests: list[tuple[dict[str, object], bytes]]) -> tuple[Answers, list[bytes]]:
     scorer = SleepyScorer()
     server = ReplicaServer(scorer, ReplicaConfig(deployment="d", model_path=None, model_version="1"))
     with tempfile.TemporaryDirectory() as folder:
@@ -42,7 +45,7 @@ async def _exchange(requests: list[tuple[dict[str, object], bytes]]) -> tuple[di
         reader, writer = await asyncio.open_unix_connection(path)
         for i, (header, body) in enumerate(requests, 1):
             writer.write(frames.encode({"id": i, "op": "score", "ct": "application/json", **header}, body))
-        answers: dict[int, dict[str, object]] = {}
+        answers: Answers = {}
         async with asyncio.timeout(20):
             while len(answers) < len(requests):
                 header, _ = await frames.read_frame(reader)
