@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from serving import frames
+from serving import frames, handshake
 from serving.replicas.handle import ReplicaGone
 
 log = logging.getLogger("scorer.router")
@@ -27,6 +27,10 @@ class ReplicaConnection:
         self.pending: dict[int, asyncio.Future[tuple[dict[str, Any], bytes]]] = {}
         self.abandoned: dict[int, float] = {}  # timed-out requests the replica may still be running
         self.closed = False
+        self.close_reason: str | None = None
+        self.last_heard = asyncio.get_running_loop().time()
+        self.pinging = False
+        self.heartbeat: asyncio.Task[None] | None = None
         self.task = asyncio.create_task(self._read())
 
     @classmethod
@@ -35,12 +39,50 @@ class ReplicaConnection:
         return cls(reader, writer, on_close)
 
     @classmethod
-    async def open_tcp(cls, host: str, port: int, on_close: Callable[[], None]) -> ReplicaConnection:
-        reader, writer = await asyncio.open_connection(host, port, limit=1 << 24)
+    async def open_tcp(cls, host: str, port: int, on_close: Callable[[], None], secret: bytes,
+                       unresponsive_s: float | None = None, timeout: float = handshake.TIMEOUT_S) -> ReplicaConnection:
+        """A replica on another host: TCP, the handshake on `secret` first (HandshakeFailed, or
+        OSError when it cannot be reached), then frames. With `unresponsive_s`, a replica that
+        answers nothing (not even a ping) for that long is taken as gone: the connection closes and
+        its requests fail with ReplicaGone, so that the balancer retries them elsewhere."""
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port, limit=1 << 24)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(reader, writer, on_close)
+        try:
+            await handshake.connect(reader, writer, secret, timeout)
+        except BaseException:
+            writer.close()
+            raise
+        conn = cls(reader, writer, on_close)
+        if unresponsive_s is not None:
+            conn.watch(unresponsive_s)
+        return conn
+
+    def watch(self, unresponsive_s: float) -> None:
+        """Ping every quarter of `unresponsive_s`; close when nothing was heard for `unresponsive_s`."""
+        async def heartbeat() -> None:
+            loop = asyncio.get_running_loop()
+            while not self.closed:
+                await asyncio.sleep(unresponsive_s / 4)
+                if self.closed:
+                    return
+                if loop.time() - self.last_heard > unresponsive_s:
+                    log.warning("replica connection: nothing heard for %.1fs; taking the replica as gone",
+                                loop.time() - self.last_heard)
+                    self.lost("unresponsive")
+                    return
+                if not self.pinging:
+                    self.pinging = True
+                    self.writer.write(frames.encode({"id": 0, "op": "ping"}))
+
+        self.heartbeat = asyncio.create_task(heartbeat())
+
+    def lost(self, reason: str) -> None:
+        """Give up on the replica now: pending requests fail with ReplicaGone, on_close runs."""
+        self.close_reason = reason
+        self.task.cancel()
 
     @property
     def outstanding(self) -> int:
@@ -75,15 +117,21 @@ class ReplicaConnection:
         try:
             while True:
                 header, payload = await frames.read_frame(self.reader)
+                self.last_heard = asyncio.get_running_loop().time()
                 rid = header.get("id")
+                if rid == 0:  # a heartbeat's answer
+                    self.pinging = False
+                    continue
                 fut = self.pending.pop(rid, None) if rid is not None else None
                 if fut is None:
                     self.abandoned.pop(rid, None)  # type: ignore[arg-type]
                 elif not fut.done():
                     fut.set_result((header, payload))
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError, asyncio.CancelledError):
             pass
         finally:
+            if self.heartbeat is not None:
+                self.heartbeat.cancel()
             self.closed = True
             for fut in self.pending.values():
                 if not fut.done():

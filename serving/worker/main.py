@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from serving import frames
+from serving import frames, handshake
 from serving.errors import ScoringError, clip, error_body
 from serving.protocol.mlflow import Reply, Scorer
 from serving.worker.batcher import Batcher, spent
@@ -118,6 +118,23 @@ class ReplicaServer:
             pass
         finally:
             writer.close()
+
+
+async def start_tcp(server: ReplicaServer, host: str, port: int, secret: bytes) -> asyncio.Server:
+    """Frames over TCP for a router on another host: every connection passes the handshake on the
+    endpoint's secret first (serving/handshake.py); one that fails is closed before a frame is read."""
+
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handshake.accept(reader, writer, secret)
+        except (handshake.HandshakeFailed, ConnectionError) as exc:
+            log.warning("deployment %s: refused a frame connection from %s: %s", server.cfg.deployment,
+                        writer.get_extra_info("peername"), exc)
+            writer.close()
+            return
+        await server.connection(reader, writer)
+
+    return await asyncio.start_server(guarded, host, port, limit=1 << 24)
 
 
 def _exit_when_router_goes(status: Any) -> None:

@@ -17,7 +17,8 @@ HTTP_MODULES = {"serving.server", "serving.app", "serving.v2_routes", "serving.b
 TRANSPORT = ("serving.replicas.local", "serving.replicas.connection", "serving.replicas.forkserver",
              "serving.worker.main")
 # what the replica process (serving/worker/) may import from serving
-CHILD_MAY_USE = ("serving.worker", "serving.errors", "serving.frames", "serving.protocol", "serving.logs")
+CHILD_MAY_USE = ("serving.worker", "serving.errors", "serving.frames", "serving.handshake", "serving.protocol",
+                 "serving.logs")
 
 
 def _modules(package: str) -> dict[str, Path]:
