@@ -50,6 +50,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+	$(BIN)/mypy --strict -p serving -p batch
 
 pytest: install
 	$(BIN)/pytest

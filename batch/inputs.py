@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -238,7 +239,8 @@ _MLFLOW_KIND = {
 NUMERIC_SHARE = 0.99  # a CSV column whose sampled values are numbers at least this often is numeric
 
 
-def relax_numbers(schema: pa.Schema, files: list[InputFile], fmt: str, text: TextOptions, signature) -> pa.Schema:
+def relax_numbers(schema: pa.Schema, files: list[InputFile], fmt: str, text: TextOptions,
+                  signature: Any) -> pa.Schema:
     """CSV columns the model wants as numbers that type inference called strings because of a few
     bad cells in the sample are read as float64: those cells then fail their rows alone, instead
     of the whole job being refused. A column that is mostly text still is refused."""
@@ -275,7 +277,7 @@ def _is_number(v: str) -> bool:
     return True
 
 
-def check_signature(schema: pa.Schema, signature, keep_columns: list[str]) -> list[str]:
+def check_signature(schema: pa.Schema, signature: Any, keep_columns: list[str]) -> list[str]:
     """Problems between the input schema and the model signature (empty when they fit)."""
     problems: list[str] = []
     missing_keep = [c for c in keep_columns if c not in schema.names]
@@ -306,7 +308,7 @@ def check_signature(schema: pa.Schema, signature, keep_columns: list[str]) -> li
     return problems
 
 
-def fit_schema(schema: pa.Schema, signature) -> pa.Schema:
+def fit_schema(schema: pa.Schema, signature: Any) -> pa.Schema:
     """Integer columns the model wants as floating point are read as float64, so that a later
     block of a CSV holding "1.5" in a column whose first rows were whole numbers still parses."""
     try:
@@ -330,7 +332,7 @@ def columns_to_read(schema: pa.Schema, model_columns: list[str] | None, keep: li
     return cols
 
 
-def file_fingerprints(files: list[InputFile]) -> list[dict]:
+def file_fingerprints(files: list[InputFile]) -> list[dict[str, Any]]:
     return [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns} for f in files]
 
 

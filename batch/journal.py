@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 WORK_DIR = ".scorer-batch"
 
@@ -28,21 +28,21 @@ class Committed:
     blank_lines: int = 0
     out_offset: int = 0
     err_offset: int = 0
-    finished: dict | None = None
-    first_errors: dict[str, dict] = field(default_factory=dict)
+    finished: dict[str, Any] | None = None
+    first_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Journal:
     def __init__(self, out_dir: Path) -> None:
         self.dir = out_dir / WORK_DIR
         self.path = self.dir / "journal.jsonl"
-        self._fh: Any = None
+        self._fh: IO[bytes] | None = None
 
     def exists(self) -> bool:
         return self.path.exists()
 
-    def read(self) -> tuple[dict | None, Committed]:
-        header: dict | None = None
+    def read(self) -> tuple[dict[str, Any] | None, Committed]:
+        header: dict[str, Any] | None = None
         c = Committed()
         if not self.path.exists():
             return None, c
@@ -71,7 +71,7 @@ class Journal:
                     c.finished = rec
         return header, c
 
-    def start(self, header: dict, fresh: bool) -> None:
+    def start(self, header: dict[str, Any], fresh: bool) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         if fresh:
             tmp = self.path.with_suffix(".tmp")
@@ -94,7 +94,8 @@ class Journal:
         tmp.write_text("".join(lines))
         os.replace(tmp, self.path)
 
-    def commit(self, rec: dict) -> None:
+    def commit(self, rec: dict[str, Any]) -> None:
+        assert self._fh is not None, "commit before start"
         self._fh.write((json.dumps({"type": "commit", **rec}) + "\n").encode())
         self._fh.flush()
 
@@ -109,7 +110,7 @@ class Journal:
             self._fh = None
 
 
-def differences(old: dict, new: dict) -> list[str]:
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What changed between the journal's header and this run, in words."""
     out = []
     om, nm = old.get("model", {}), new.get("model", {})

@@ -8,9 +8,13 @@ import os
 import time
 from typing import Any
 
-from batch.worker import ScoringWorker, WorkerConfig
+from batch.worker import ActorInfo, ScoringWorker, WorkerConfig
 
 log = logging.getLogger("scorer.batch")
+
+# Ray's handles are untyped at this boundary: names for what they stand for
+Actor = Any  # ray.actor.ActorHandle of a ScoringWorker
+Ref = Any  # ray.ObjectRef of an actor call
 
 ACTOR_CPUS = 0.5  # fractional, so that actors never hold every CPU (see docs/batch.md)
 
@@ -76,7 +80,8 @@ def pool_size(requested: int, local: bool) -> int:
         return requested
     import ray
 
-    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    cpus = int(resources.get("CPU", os.cpu_count() or 1))
     cap = max(1, min(cpus, os.cpu_count() or 1))
     if requested > cap:
         log.warning("asked for %d actors (instance_count x max_concurrency_per_instance); local Ray has %d "
@@ -96,18 +101,18 @@ class Pool:
         self.size = size
         self.spread = spread
         self._cls = ray.remote(ScoringWorker)
-        self.actors: list[Any] = []
+        self.actors: list[Actor] = []
         self.replaced = 0
-        self.infos: list[dict] = []
+        self.infos: list[ActorInfo] = []
 
-    def _new(self) -> Any:
+    def _new(self) -> Actor:
         opts: dict[str, Any] = {"num_cpus": ACTOR_CPUS, "max_restarts": 0, "max_task_retries": 0,
                                 "runtime_env": {"env_vars": dict(self.cfg.env)}}
         if self.spread:
             opts["scheduling_strategy"] = "SPREAD"
         return self._cls.options(**opts).remote(self.cfg)
 
-    def start(self, timeout: float) -> list[Any]:
+    def start(self, timeout: float) -> list[Actor]:
         import ray
 
         self.actors = [self._new() for _ in range(self.size)]
@@ -123,7 +128,7 @@ class Pool:
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=min(left, 1.0))
             for ref in done:
                 try:
-                    info = ray.get(ref)
+                    info: ActorInfo = ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     self.kill_all()
                     raise PoolError(f"an actor died while starting: {str(exc).splitlines()[0]}") from None
@@ -133,7 +138,7 @@ class Pool:
                 self.infos.append(info)
         return list(self.actors)
 
-    def replace(self, actor: Any) -> tuple[Any, Any]:
+    def replace(self, actor: Actor) -> tuple[Actor, Ref]:
         """Kill an actor and start another; returns (new actor, its ready() ref)."""
         import ray
 

@@ -12,19 +12,28 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 from batch import inputs as inp
 from batch.journal import WORK_DIR, Committed, Journal, differences
-from batch.lines import options_from
+from batch.lines import TextOptions, options_from
 from batch.outputs import OutputPathError, check_output_path, probe_output
 from batch.plan import MiniBatch, plan
 from batch.progress import Progress
 from batch.summary import STATUS_EXIT, reserve_summary_space, write_summary
-from batch.worker import WorkerConfig
+from batch.worker import ActorInfo, WorkerConfig
+
+if TYPE_CHECKING:
+    from batch.pool import Pool
+    from batch.writer import OrderedWriter
+    from scorer.models import ResolvedModel
+    from scorer.spec import BatchDeployment
 
 log = logging.getLogger("scorer.batch")
 
@@ -110,10 +119,68 @@ class _Signals:
             signal.signal(sig, old)
 
 
-def _prepare(args: JobArgs, out_dir: Path) -> dict[str, Any]:
+@dataclass
+class _Job:
+    """What `_prepare` settled before Ray starts: the spec, the model, the inputs, the actors' config."""
+
+    spec: BatchDeployment
+    files: list[inp.InputFile]
+    fmt: str | None  # csv | parquet | jsonl (tabular); None in files mode
+    mode: str  # tabular | files
+    resolved: ResolvedModel | None
+    header: dict[str, Any]  # the journal's header: what a resume must find unchanged
+    cfg: WorkerConfig
+    text: TextOptions
+
+
+def _prepare(args: JobArgs, out_dir: Path) -> _Job:
     """Everything that can fail with exit 2, before Ray starts."""
+    spec = _load_spec(args)
+    mode = spec.effective_input_mode
+    code = spec.code_configuration
+    script = code.scoring_script if code else None
+    if mode == "files" and not script:
+        raise Invalid("input_mode: files needs code_configuration.scoring_script (its run() gets lists of paths)")
+    if not spec.model and not script:
+        raise Invalid("the deployment names no model and no scoring script: nothing would score")
+    if spec.output_action == "summary_only" and args.keep_columns:
+        log.warning("--keep-columns has no effect with output_action: summary_only")
+    resolved = _resolve(spec.model) if spec.model else None
+    signature = _signature(resolved.local_path) if resolved else None
+    try:
+        text = options_from(spec.text_input.newlines_in_values, int(spec.text_input.max_line_bytes))
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    try:
+        files = inp.discover(args.inputs, exclude=out_dir)
+        if mode != "tabular" and args.keep_columns:
+            raise Invalid("--keep-columns is for tabular inputs; input_mode is files")
+        fmt, schema, read_cols, model_cols = (
+            _tabular_inputs(files, text, None if script else signature, args.keep_columns) if mode == "tabular"
+            else (None, None, None, None))
+    except inp.InputError as exc:
+        raise Invalid(str(exc)) from None
+    header = {
+        "model": {"reference": spec.model, "uri": resolved.uri if resolved else None,
+                  "version": resolved.version if resolved else None},
+        "inputs": inp.file_fingerprints(files),
+        "settings": {
+            "input_mode": mode, "mini_batch_size": spec.mini_batch_size, "output_action": spec.output_action,
+            "output_file_name": spec.output_file_name, "keep_columns": list(args.keep_columns),
+            "scoring_script": _sha256(code.script_path if code else None),
+            "newlines_in_values": text.newlines_in_values, "max_line_bytes": text.max_line_bytes,
+        },
+    }
+    cfg = WorkerConfig(mode=mode, fmt=fmt, schema=schema, read_columns=read_cols, model_columns=model_cols,
+                       keep_columns=list(args.keep_columns), resolved=resolved,
+                       code_dir=str(code.code) if code else None, script=script,
+                       env=_actor_env(spec.environment_variables), log_level=spec.logging_level, text=text)
+    return _Job(spec, files, fmt, mode, resolved, header, cfg, text)
+
+
+def _load_spec(args: JobArgs) -> BatchDeployment:
+    """The deployment file, checked; its warnings logged. Configuration errors are `Invalid`."""
     from scorer.environment import configure
-    from scorer.models import ModelNotFound, resolve
     from scorer.spec import SpecError, load_batch
 
     configure()
@@ -131,76 +198,41 @@ def _prepare(args: JobArgs, out_dir: Path) -> dict[str, Any]:
                       f"{args.deployment}: {len(exc.problems)} problems\n{exc}") from None
     except FileNotFoundError as exc:
         raise Invalid(f"{args.deployment}: {exc}") from None
-    spec = loaded.spec
-    _setup_logging(spec.logging_level)
+    _setup_logging(loaded.spec.logging_level)
     for w in getattr(loaded, "warnings", []) or []:
         log.warning("%s", w)
-    mode = spec.effective_input_mode
-    code = spec.code_configuration
-    script = code.scoring_script if code else None
-    if mode == "files" and not script:
-        raise Invalid("input_mode: files needs code_configuration.scoring_script (its run() gets lists of paths)")
-    if not spec.model and not script:
-        raise Invalid("the deployment names no model and no scoring script: nothing would score")
-    if spec.output_action == "summary_only" and args.keep_columns:
-        log.warning("--keep-columns has no effect with output_action: summary_only")
+    return loaded.spec
 
-    resolved = None
-    signature = None
-    if spec.model:
-        try:
-            resolved = resolve(spec.model)
-        except ModelNotFound as exc:
-            raise Invalid(str(exc)) from None
-        signature = _signature(resolved.local_path)
+
+def _resolve(model: str) -> ResolvedModel:
+    from scorer.models import ModelNotFound, resolve
 
     try:
-        text = options_from(spec.text_input.newlines_in_values, int(spec.text_input.max_line_bytes))
-    except ValueError as exc:
-        raise Invalid(str(exc)) from None
-    try:
-        files = inp.discover(args.inputs, exclude=out_dir)
-        fmt = None
-        schema = None
-        read_cols = model_cols = None
-        if mode == "tabular":
-            fmt = inp.tabular_format(files)
-            schema = inp.unify([(f, inp.read_schema(f, fmt, text)) for f in files])
-            if not script:
-                schema = inp.relax_numbers(schema, files, fmt, text, signature)
-            problems = inp.check_signature(schema, signature if not script else None, args.keep_columns)
-            if problems:
-                raise Invalid("the inputs do not fit the model:\n  " + "\n  ".join(problems))
-            if signature is not None and signature.inputs is not None and not script:
-                schema = inp.fit_schema(schema, signature)
-                names = [s.name for s in signature.inputs.inputs if getattr(s, "name", None)]
-                model_cols = [n for n in names if n in schema.names] or None
-            read_cols = inp.columns_to_read(schema, model_cols, args.keep_columns)
-        elif args.keep_columns:
-            raise Invalid("--keep-columns is for tabular inputs; input_mode is files")
-    except inp.InputError as exc:
+        return resolve(model)
+    except ModelNotFound as exc:
         raise Invalid(str(exc)) from None
 
-    header = {
-        "model": {"reference": spec.model, "uri": resolved.uri if resolved else None,
-                  "version": resolved.version if resolved else None},
-        "inputs": inp.file_fingerprints(files),
-        "settings": {
-            "input_mode": mode, "mini_batch_size": spec.mini_batch_size, "output_action": spec.output_action,
-            "output_file_name": spec.output_file_name, "keep_columns": list(args.keep_columns),
-            "scoring_script": _sha256(code.script_path if code else None),
-            "newlines_in_values": text.newlines_in_values, "max_line_bytes": text.max_line_bytes,
-        },
-    }
-    cfg = WorkerConfig(mode=mode, fmt=fmt, schema=schema, read_columns=read_cols, model_columns=model_cols,
-                       keep_columns=list(args.keep_columns), resolved=resolved,
-                       code_dir=str(code.code) if code else None, script=script,
-                       env=_actor_env(spec.environment_variables), log_level=spec.logging_level, text=text)
-    return {"spec": spec, "files": files, "fmt": fmt, "mode": mode, "resolved": resolved, "header": header,
-            "cfg": cfg, "text": text}
+
+def _tabular_inputs(files: list[inp.InputFile], text: TextOptions, signature: Any, keep: list[str]
+                    ) -> tuple[str, pa.Schema, list[str] | None, list[str] | None]:
+    """(format, unified schema, columns to read, columns the model gets) of tabular inputs, checked
+    against the model's signature (None for a scoring script, which takes what it gets)."""
+    fmt = inp.tabular_format(files)
+    schema = inp.unify([(f, inp.read_schema(f, fmt, text)) for f in files])
+    if signature is not None:
+        schema = inp.relax_numbers(schema, files, fmt, text, signature)
+    problems = inp.check_signature(schema, signature, keep)
+    if problems:
+        raise Invalid("the inputs do not fit the model:\n  " + "\n  ".join(problems))
+    model_cols = None
+    if signature is not None and signature.inputs is not None:
+        schema = inp.fit_schema(schema, signature)
+        names = [s.name for s in signature.inputs.inputs if getattr(s, "name", None)]
+        model_cols = [n for n in names if n in schema.names] or None
+    return fmt, schema, inp.columns_to_read(schema, model_cols, keep), model_cols
 
 
-def _by_ip(infos: list[dict]) -> dict[str, int]:
+def _by_ip(infos: list[ActorInfo]) -> dict[str, int]:
     """Where the pool's actors started: node IP -> actors (a cluster job says it used every node)."""
     counts: dict[str, int] = {}
     for info in infos:
@@ -257,49 +289,69 @@ def _save_traceback(output: str) -> str:
     return "the log (logging_level: debug)"
 
 
+class _Exit(Exception):
+    """The job ends before scoring with one line on stderr and this exit code (2: nothing was scored)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def _run_job(args: JobArgs) -> int:
+    """Prepare, open the output (fresh, overwrite or resume), plan, score, summarise."""
     t0 = time.monotonic()
     started_at = _now()
     try:
-        out_dir = check_output_path(args.output)
-        job = _prepare(args, out_dir)
-    except (Invalid, OutputPathError) as exc:
+        try:
+            out_dir = check_output_path(args.output)
+            job = _prepare(args, out_dir)
+        except (Invalid, OutputPathError) as exc:
+            raise _Exit(str(exc)) from None
+        journal = Journal(out_dir)
+        committed, fresh = _open_output(args, out_dir, job.spec.output_file_name, job.header, journal)
+        planned, skipped_weight = _plan(job, committed)
+        try:
+            probe_output(out_dir)
+        except OutputPathError as exc:
+            raise _Exit(str(exc)) from None
+        run = _JobRun(args, job, out_dir, journal, committed, fresh, skipped_weight)
+        run.execute(planned)
+    except _Exit as exc:
         print(f"scorer batch: {exc}", file=sys.stderr)
-        return 2
-    spec = job["spec"]
-    journal = Journal(out_dir)
-    found = _previous_job(out_dir, spec.output_file_name)
-    committed = Committed()
-    fresh = True
-    if found and not args.resume and not args.overwrite:
-        print(f"scorer batch: the output folder {out_dir} holds a previous job ({', '.join(found)}); "
-              "pass --resume to continue it or --overwrite to replace it", file=sys.stderr)
-        return 2
-    if args.overwrite:
-        _clear(out_dir, spec.output_file_name)
-    elif args.resume and journal.exists():
-        header, committed = journal.read()
-        diffs = differences(header or {}, job["header"])
-        if diffs:
-            print("scorer batch: cannot resume: " + "; ".join(diffs) + " (use --overwrite to start again)",
-                  file=sys.stderr)
-            return 2
-        if committed.finished:
-            print(f"scorer batch: the job in {out_dir} already finished ({committed.finished.get('status')}); "
-                  "nothing to do", file=sys.stderr)
-            return 0
-        fresh = False
-        log.info("resuming after %d committed mini-batches (%d items)", committed.count, committed.items)
-    elif args.resume and found:
-        print(f"scorer batch: {out_dir} has no journal to resume from ({', '.join(found)}); "
-              "use --overwrite", file=sys.stderr)
-        return 2
+        return exc.code
+    summary = run.summary(t0, started_at)
+    return run.report(summary)
 
-    # The plan: skip committed mini-batches; an input without any row is refused before Ray starts.
-    files = job["files"]
-    rows = spec.mini_batch_rows
-    nbytes = spec.mini_batch_bytes
-    it = plan(files, job["mode"], job["fmt"], rows, nbytes, job["text"])
+
+def _open_output(args: JobArgs, out_dir: Path, output_file: str, header: dict[str, Any],
+                 journal: Journal) -> tuple[Committed, bool]:
+    """(what earlier runs committed, fresh): a previous job in the folder is refused, replaced
+    (--overwrite) or continued (--resume, when its journal matches this run)."""
+    found = _previous_job(out_dir, output_file)
+    if found and not args.resume and not args.overwrite:
+        raise _Exit(f"the output folder {out_dir} holds a previous job ({', '.join(found)}); "
+                    "pass --resume to continue it or --overwrite to replace it")
+    if args.overwrite:
+        _clear(out_dir, output_file)
+    elif args.resume and journal.exists():
+        old, committed = journal.read()
+        diffs = differences(old or {}, header)
+        if diffs:
+            raise _Exit("cannot resume: " + "; ".join(diffs) + " (use --overwrite to start again)")
+        if committed.finished:
+            raise _Exit(f"the job in {out_dir} already finished ({committed.finished.get('status')}); "
+                        "nothing to do", code=0)
+        log.info("resuming after %d committed mini-batches (%d items)", committed.count, committed.items)
+        return committed, False
+    elif args.resume and found:
+        raise _Exit(f"{out_dir} has no journal to resume from ({', '.join(found)}); use --overwrite")
+    return Committed(), True
+
+
+def _plan(job: _Job, committed: Committed) -> tuple[Iterator[MiniBatch], int]:
+    """(the mini-batches left to score, the input weight already committed). An input without any
+    row is refused before Ray starts."""
+    it = plan(job.files, job.mode, job.fmt, job.spec.mini_batch_rows, job.spec.mini_batch_bytes, job.text)
     skipped_weight = 0
     first: MiniBatch | None = None
     try:
@@ -309,170 +361,225 @@ def _run_job(args: JobArgs) -> int:
                 break
             skipped_weight += mb.weight
     except inp.InputError as exc:
-        print(f"scorer batch: {exc}", file=sys.stderr)
-        return 2
+        raise _Exit(str(exc)) from None
     if first is None and committed.count == 0:
-        print("scorer batch: the inputs hold no rows to score", file=sys.stderr)
-        return 2
-    planned: Any = itertools.chain([first], it) if first is not None else iter(())
-    try:
-        probe_output(out_dir)
-    except OutputPathError as exc:
-        print(f"scorer batch: {exc}", file=sys.stderr)
-        return 2
+        raise _Exit("the inputs hold no rows to score")
+    planned: Iterator[MiniBatch] = itertools.chain([first], it) if first is not None else iter(())
+    return planned, skipped_weight
 
-    import ray
 
-    from batch.pool import Pool, PoolError, pool_size, start_ray
-    from batch.scheduler import Counters, Stop, run_schedule
-    from batch.writer import AccountingError, OrderedWriter, OutputWriteError, writing
+class _JobRun:
+    """The part of a job that runs on Ray: start the pool, open the writer, schedule, settle the
+    outcome into a status; then the summary and the exit code."""
 
-    t_ray = time.monotonic()
-    started_here, address = start_ray(args.address, spec.logging_level == "debug")
-    ray_start_s = time.monotonic() - t_ray
-    pool = None
-    status = "failed"
-    counters = Counters()
-    message = ""
-    requested = spec.resources.instance_count * spec.max_concurrency_per_instance
-    size = requested
-    writer = None
-    pool_start_s = 0.0
-    scoring_s = 0.0
-    try:
-        size = pool_size(requested, local=args.address is None)
-        pool = Pool(job["cfg"], size, spread=args.address is not None)
+    def __init__(self, args: JobArgs, job: _Job, out_dir: Path, journal: Journal, committed: Committed,
+                 fresh: bool, skipped_weight: int) -> None:
+        from batch.scheduler import Counters
+
+        self.args = args
+        self.job = job
+        self.spec = job.spec
+        self.out_dir = out_dir
+        self.journal = journal
+        self.committed = committed
+        self.fresh = fresh
+        self.skipped_weight = skipped_weight
+        self.status = "failed"
+        self.message = ""
+        self.counters = Counters()
+        self.pool: Pool | None = None
+        self.writer: OrderedWriter | None = None
+        self.address = ""
+        self.requested = self.spec.resources.instance_count * self.spec.max_concurrency_per_instance
+        self.size = self.requested
+        self.ray_start_s = self.pool_start_s = self.scoring_s = 0.0
+
+    def execute(self, planned: Iterator[MiniBatch]) -> None:
+        """Start Ray and the pool, score, settle the status; Ray, the pool and the journal are
+        released whatever happens. A pool that cannot start ends the job with exit 2."""
+        import ray
+
+        from batch.pool import start_ray
+        from batch.writer import OutputWriteError
+
+        t_ray = time.monotonic()
+        started_here, self.address = start_ray(self.args.address, self.spec.logging_level == "debug")
+        self.ray_start_s = time.monotonic() - t_ray
+        try:
+            self._start_pool()
+            writer = self._open_writer()
+            outcome = self._schedule(planned, writer)
+            self._settle(outcome, writer)
+        except OutputWriteError as exc:  # before scoring: the journal or the output could not be opened
+            self.status, self.message = "output_error", f"{exc}; make room and run again with --resume"
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            if self.pool is not None:
+                self.pool.kill_all()
+            with contextlib.suppress(OSError):
+                self.journal.close()
+            if started_here:
+                ray.shutdown()
+
+    def _start_pool(self) -> None:
+        from batch.pool import Pool, PoolError, pool_size
+
+        self.size = pool_size(self.requested, local=self.args.address is None)
+        self.pool = Pool(self.job.cfg, self.size, spread=self.args.address is not None)
         t_pool = time.monotonic()
         try:
-            pool.start(timeout=float(os.environ.get("SCORER_BATCH_START_TIMEOUT", "180")))
+            self.pool.start(timeout=float(os.environ.get("SCORER_BATCH_START_TIMEOUT", "180")))
         except PoolError as exc:
-            print(f"scorer batch: {exc}", file=sys.stderr)
-            return 2
-        pool_start_s = time.monotonic() - t_pool
-        log.info("pool of %d actors ready in %.1f s (Ray at %s)", size, pool_start_s, address)
-        with writing(out_dir):
-            out_dir.mkdir(parents=True, exist_ok=True)
-            if not fresh:
-                journal.truncate_to(committed)
-            journal.start(job["header"], fresh)
-            reserve_summary_space(out_dir)
-            output_file = spec.output_file_name if spec.output_action == "append_row" else None
-            writer = OrderedWriter(out_dir, journal, output_file, spec.output_format, committed)
-        progress = Progress(sum(f.size for f in files), every=args.progress_every)
-        progress.update(skipped_weight, committed.items, committed.failed, committed.count)
+            raise _Exit(str(exc)) from None
+        self.pool_start_s = time.monotonic() - t_pool
+        log.info("pool of %d actors ready in %.1f s (Ray at %s)", self.size, self.pool_start_s, self.address)
 
-        def on_commit(results: list, c: Counters) -> None:
-            progress.update(skipped_weight + c.weight_done, committed.items + c.items,
+    def _open_writer(self) -> OrderedWriter:
+        """The output folder, the journal (cut back to what was committed on a resume), the space
+        held back for the summary, and the writer that commits mini-batches in order."""
+        from batch.writer import OrderedWriter, writing
+
+        with writing(self.out_dir):
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if not self.fresh:
+                self.journal.truncate_to(self.committed)
+            self.journal.start(self.job.header, self.fresh)
+            reserve_summary_space(self.out_dir)
+            output_file = self.spec.output_file_name if self.spec.output_action == "append_row" else None
+            self.writer = OrderedWriter(self.out_dir, self.journal, output_file, self.spec.output_format,
+                                        self.committed)
+        return self.writer
+
+    def _schedule(self, planned: Iterator[MiniBatch], writer: OrderedWriter) -> str:
+        """Run the driver loop under the signal handlers, with progress; returns its outcome
+        ('done' | 'threshold' | 'interrupted' | 'error' | 'output_error')."""
+        from batch.scheduler import Counters, Stop, run_schedule
+        from batch.writer import AccountingError, OutputWriteError, Result
+
+        assert self.pool is not None
+        committed, spec = self.committed, self.spec
+        progress = Progress(sum(f.size for f in self.job.files), every=self.args.progress_every)
+        progress.update(self.skipped_weight, committed.items, committed.failed, committed.count)
+
+        def on_commit(results: list[Result], c: Counters) -> None:
+            progress.update(self.skipped_weight + c.weight_done, committed.items + c.items,
                             committed.failed + c.items_failed, committed.count + c.batches)
 
         t_score = time.monotonic()
         with _Signals() as sig:
             try:
-                outcome, counters = run_schedule(
-                    planned, pool, writer, tabular=job["mode"] == "tabular",
+                outcome, self.counters = run_schedule(
+                    planned, self.pool, writer, tabular=self.job.mode == "tabular",
                     max_retries=spec.retry_settings.max_retries, timeout=spec.retry_settings.timeout,
                     threshold=spec.error_threshold, failed_before=committed.failed,
-                    should_stop=lambda: sig.stop, on_commit=on_commit, counters=counters)
+                    should_stop=lambda: sig.stop, on_commit=on_commit, counters=self.counters)
             except Stop as exc:
-                outcome, message = "error", str(exc)
+                outcome, self.message = "error", str(exc)
             except KeyboardInterrupt:
                 outcome = "interrupted"
             except OutputWriteError as exc:
-                outcome, message = "output_error", str(exc)
+                outcome, self.message = "output_error", str(exc)
             except (AccountingError, inp.InputError) as exc:
-                outcome, message = "error", str(exc)
-        scoring_s = time.monotonic() - t_score
+                outcome, self.message = "error", str(exc)
+        self.scoring_s = time.monotonic() - t_score
         progress.close()
-        pool.kill_all()
-        failed_total = committed.failed + counters.items_failed
+        self.pool.kill_all()
+        return outcome
+
+    def _settle(self, outcome: str, writer: OrderedWriter) -> None:
+        """The job's status from the loop's outcome: finish or close the output and the journal;
+        at a threshold stop, the failures of unfinished mini-batches still reach errors.jsonl."""
+        from batch.writer import OutputWriteError, writing
+
         if outcome == "done":
             try:
                 writer.finish()
-                status = "completed_with_errors" if failed_total else "completed"
-                with writing(out_dir):
-                    journal.finish(status)
+                self.status = "completed_with_errors" if self.committed.failed + self.counters.items_failed \
+                    else "completed"
+                with writing(self.out_dir):
+                    self.journal.finish(self.status)
             except OutputWriteError as exc:
-                outcome, message, status = "output_error", str(exc), "output_error"
+                self.message, self.status = str(exc), "output_error"
         elif outcome == "interrupted":
             writer.close()
-            status = "interrupted"
+            self.status = "interrupted"
         elif outcome in ("output_error", "error"):
             writer.close()
-            status = outcome
+            self.status = outcome
             if outcome == "output_error":
-                message += "; make room and run again with --resume"
+                self.message += "; make room and run again with --resume"
         else:
             try:
-                writer.dump_unfinished(counters.unfinished)
+                writer.dump_unfinished(self.counters.unfinished)
             except OutputWriteError as exc:
                 log.warning("%s", exc)
             writer.close()
-            status = "failed"
-            failed_total = committed.failed + counters.failed_seen
+            self.status = "failed"
             if outcome == "threshold":
-                message = (f"{failed_total} failed items exceed error_threshold {spec.error_threshold}; "
-                           f"stopped (see {out_dir / 'errors.jsonl'})")
-    except OutputWriteError as exc:  # before scoring: the journal or the output could not be opened
-        status, message = "output_error", f"{exc}; make room and run again with --resume"
-        if writer is not None:
-            writer.close()
-    finally:
-        if pool is not None:
-            pool.kill_all()
-        with contextlib.suppress(OSError):
-            journal.close()
-        if started_here:
-            ray.shutdown()
-    failed_total = committed.failed + max(counters.items_failed, counters.failed_seen)
-    items = committed.items + counters.items + sum(r.failed for r in counters.unfinished)
-    first_errors = {**committed.first_errors, **{k: v for k, v in counters.first_errors.items()
-                                                  if k not in committed.first_errors}}
-    resolved = job["resolved"]
-    summary = {
-        "name": spec.name, "status": status, "exit_code": STATUS_EXIT[status],
-        "model": job["header"]["model"],
-        "inputs": [f.path for f in files], "input_mode": job["mode"], "input_format": job["fmt"],
-        "output": str(out_dir / spec.output_file_name) if spec.output_action == "append_row" else None,
-        "mini_batches": {"total": committed.count + counters.batches,
-                         "succeeded": committed.count - committed.failed_batches + counters.batches_ok,
-                         "retried": committed.retried + counters.batches_retried,
-                         "failed": committed.failed_batches + counters.batches_failed},
-        "items": {"total": items, "succeeded": items - failed_total, "failed": failed_total},
-        "error_threshold": spec.error_threshold,
-        "first_errors": first_errors,
-        "retries": counters.retries, "timeouts": counters.timeouts, "actor_deaths": counters.actor_deaths,
-        "splits": counters.splits,
-        "blank_lines": committed.blank_lines + counters.blank_lines,
-        "durations": {"total_s": round(time.monotonic() - t0, 3), "ray_start_s": round(ray_start_s, 3),
-                      "pool_start_s": round(pool_start_s, 3), "scoring_s": round(scoring_s, 3)},
-        "rows_per_second": round(counters.items / scoring_s, 1) if scoring_s > 0 else None,
-        "ray_address": address, "pool": {"requested": requested, "actors": size,
-                                         "replaced": pool.replaced if pool else 0,
-                                         "nodes": len({i["node"] for i in pool.infos}) if pool else 0,
-                                         "actors_by_node_ip": _by_ip(pool.infos) if pool else {}},
-        "resumed": not fresh, "resumed_after_mini_batches": committed.count if not fresh else 0,
-        "started_at": started_at, "finished_at": _now(),
-        "message": message or None,
-        "model_version": resolved.version if resolved else None,
-    }
-    try:
-        write_summary(out_dir, summary)
-    except OSError as exc:
-        log.error("cannot write %s: %s", out_dir / "job_summary.json", exc.strerror or exc)
-        if status != "output_error":
-            status, summary["exit_code"] = "output_error", STATUS_EXIT["output_error"]
-            message = f"cannot write {out_dir / 'job_summary.json'}: {exc.strerror or exc}"
-    if status in ("output_error", "error"):
-        print(f"scorer batch: {'output error' if status == 'output_error' else 'failed'}: {message}",
-              file=sys.stderr)
-    elif status == "failed":
-        print(f"scorer batch: failed: {message}", file=sys.stderr)
-        for kind, err in first_errors.items():
-            print(f"  first {kind}: mini-batch {err['mini_batch']}: {err['error']}", file=sys.stderr)
-    elif status == "interrupted":
-        print(f"scorer batch: interrupted after {items} items; run again with --resume to continue",
-              file=sys.stderr)
-    else:
-        log.info("%s: %d items (%d failed) in %.1f s, %.0f items/s; summary %s", status, items, failed_total,
-                 scoring_s, summary["rows_per_second"] or 0, out_dir / "job_summary.json")
-    return STATUS_EXIT[status]
+                failed_total = self.committed.failed + self.counters.failed_seen
+                self.message = (f"{failed_total} failed items exceed error_threshold {self.spec.error_threshold}; "
+                                f"stopped (see {self.out_dir / 'errors.jsonl'})")
+
+    def summary(self, t0: float, started_at: str) -> dict[str, Any]:
+        """job_summary.json: this run's counters on top of what earlier runs committed."""
+        committed, counters, spec, job, pool = self.committed, self.counters, self.spec, self.job, self.pool
+        failed_total = committed.failed + max(counters.items_failed, counters.failed_seen)
+        items = committed.items + counters.items + sum(r.failed for r in counters.unfinished)
+        first_errors = {**committed.first_errors, **{k: v for k, v in counters.first_errors.items()
+                                                      if k not in committed.first_errors}}
+        scoring_s = self.scoring_s
+        return {
+            "name": spec.name, "status": self.status, "exit_code": STATUS_EXIT[self.status],
+            "model": job.header["model"],
+            "inputs": [f.path for f in job.files], "input_mode": job.mode, "input_format": job.fmt,
+            "output": str(self.out_dir / spec.output_file_name) if spec.output_action == "append_row" else None,
+            "mini_batches": {"total": committed.count + counters.batches,
+                             "succeeded": committed.count - committed.failed_batches + counters.batches_ok,
+                             "retried": committed.retried + counters.batches_retried,
+                             "failed": committed.failed_batches + counters.batches_failed},
+            "items": {"total": items, "succeeded": items - failed_total, "failed": failed_total},
+            "error_threshold": spec.error_threshold,
+            "first_errors": first_errors,
+            "retries": counters.retries, "timeouts": counters.timeouts, "actor_deaths": counters.actor_deaths,
+            "splits": counters.splits,
+            "blank_lines": committed.blank_lines + counters.blank_lines,
+            "durations": {"total_s": round(time.monotonic() - t0, 3), "ray_start_s": round(self.ray_start_s, 3),
+                          "pool_start_s": round(self.pool_start_s, 3), "scoring_s": round(scoring_s, 3)},
+            "rows_per_second": round(counters.items / scoring_s, 1) if scoring_s > 0 else None,
+            "ray_address": self.address, "pool": {"requested": self.requested, "actors": self.size,
+                                                  "replaced": pool.replaced if pool else 0,
+                                                  "nodes": len({i["node"] for i in pool.infos}) if pool else 0,
+                                                  "actors_by_node_ip": _by_ip(pool.infos) if pool else {}},
+            "resumed": not self.fresh, "resumed_after_mini_batches": committed.count if not self.fresh else 0,
+            "started_at": started_at, "finished_at": _now(),
+            "message": self.message or None,
+            "model_version": job.resolved.version if job.resolved else None,
+        }
+
+    def report(self, summary: dict[str, Any]) -> int:
+        """Write the summary, say how it ended on stderr (or in the log), and return the exit code."""
+        out_dir = self.out_dir
+        try:
+            write_summary(out_dir, summary)
+        except OSError as exc:
+            log.error("cannot write %s: %s", out_dir / "job_summary.json", exc.strerror or exc)
+            if self.status != "output_error":
+                self.status, summary["exit_code"] = "output_error", STATUS_EXIT["output_error"]
+                self.message = f"cannot write {out_dir / 'job_summary.json'}: {exc.strerror or exc}"
+        status, message = self.status, self.message
+        items, failed = summary["items"]["total"], summary["items"]["failed"]
+        if status in ("output_error", "error"):
+            print(f"scorer batch: {'output error' if status == 'output_error' else 'failed'}: {message}",
+                  file=sys.stderr)
+        elif status == "failed":
+            print(f"scorer batch: failed: {message}", file=sys.stderr)
+            for kind, err in summary["first_errors"].items():
+                print(f"  first {kind}: mini-batch {err['mini_batch']}: {err['error']}", file=sys.stderr)
+        elif status == "interrupted":
+            print(f"scorer batch: interrupted after {items} items; run again with --resume to continue",
+                  file=sys.stderr)
+        else:
+            log.info("%s: %d items (%d failed) in %.1f s, %.0f items/s; summary %s", status, items, failed,
+                     self.scoring_s, summary["rows_per_second"] or 0, out_dir / "job_summary.json")
+        return STATUS_EXIT[status]

@@ -18,7 +18,10 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batch.worker import WorkerConfig
 
 log = logging.getLogger("scorer.batch")
 
@@ -31,7 +34,7 @@ DEFAULT_MAX_BYTES = 2 << 30
 class Shipped:
     """A folder in the object store: the ref to its tar bytes and their sha256 (the unpack folder's name)."""
 
-    ref: Any
+    ref: Any  # ray.ObjectRef of the tar bytes
     digest: str
 
 
@@ -69,7 +72,7 @@ def put_folder(folder: Path) -> Shipped | None:
     return Shipped(ray.put(blob), hashlib.sha256(blob).hexdigest())
 
 
-def attach(cfg: Any) -> Any:
+def attach(cfg: WorkerConfig) -> WorkerConfig:
     """A copy of the WorkerConfig whose model and code folders travel with it."""
     changes: dict[str, Any] = {}
     if cfg.resolved is not None:

@@ -1,7 +1,7 @@
-"""What one pool actor does: load the model (or `init()` the script) once, then read and score
-mini-batches. It reads the rows itself (the driver only says where), and answers with an Arrow
-table of output rows or with the error, never raising, so that a model error costs no Ray
-exception machinery."""
+"""What one pool actor does: load the model (or `init()` the script) once, through the model
+runtime serving uses too (`scorer.models.runtime`), then read and score mini-batches. It reads the
+rows itself (the driver only says where), and answers with an Arrow table of output rows or with
+the error, never raising, so that a model error costs no Ray exception machinery."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import time
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +18,12 @@ import pyarrow as pa
 from batch.lines import TextOptions
 from batch.parse import InputChanged, Read, TextReader
 from batch.plan import MiniBatch
+from batch.ship import Shipped
 from batch.storage import first_line, parquet_source
+
+if TYPE_CHECKING:
+    from scorer.models.registry import ResolvedModel
+    from scorer.models.runtime import ModelRuntime
 
 
 @dataclass
@@ -30,15 +34,38 @@ class WorkerConfig:
     read_columns: list[str] | None  # None = all
     model_columns: list[str] | None  # what the model gets, in order (None = everything read)
     keep_columns: list[str] = field(default_factory=list)
-    resolved: Any = None  # scorer.models.ResolvedModel
+    resolved: ResolvedModel | None = None
     code_dir: str | None = None
     script: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     log_level: str = "info"
     text: TextOptions = field(default_factory=TextOptions)  # how CSV / JSON Lines split into rows
     # on a cluster, the model and code folders travel through the object store (batch/ship.py)
-    model_shipped: Any = None
-    code_shipped: Any = None
+    model_shipped: Shipped | None = None
+    code_shipped: Shipped | None = None
+
+
+class ActorInfo(TypedDict):
+    """What ready() answers: where the actor runs, and why it cannot score (None when it can)."""
+
+    pid: int
+    node: str
+    error: str | None
+    ip: str
+
+
+class ScoreReply(TypedDict):
+    """What score() answers, never raising: output rows, or the error of the piece."""
+
+    ok: bool
+    seconds: float
+    pid: int
+    table: NotRequired[pa.Table | None]  # ok: output rows (None when every row failed to parse)
+    row_failures: NotRequired[list[dict[str, Any]]]  # rows that failed to parse: {row, line, column, value, error}
+    error: NotRequired[str]  # not ok: one line, and its exception's class name in kind
+    kind: NotRequired[str]
+    trace: NotRequired[str]
+    splittable: NotRequired[bool]  # False: the input itself failed; halves would fail the same way
 
 
 class ScoringWorker:
@@ -48,35 +75,33 @@ class ScoringWorker:
 
         configure()
         self.cfg = cfg
-        self.model: Any = None
-        self.script: Any = None
+        self.runtime: ModelRuntime | None = None
         self._headers: dict[str, bytes] = {}
         self._parquet: OrderedDict[str, Any] = OrderedDict()
         self._groups: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
         self._last: tuple[str, Read] | None = None
         self.init_error: str | None = None
         try:
-            from scorer.scoring_script import add_code_path, load_scoring_script
+            from scorer.models.runtime import load_runtime
 
             cfg = self.cfg = _local_folders(cfg)
-            if cfg.code_dir and cfg.script:
-                model_dir = cfg.resolved.local_path if cfg.resolved is not None else None
-                self.script = load_scoring_script(Path(cfg.code_dir), cfg.script, model_dir)
-            else:
-                if cfg.code_dir:
-                    add_code_path(Path(cfg.code_dir))
-                from scorer.models import load_model
-
-                self.model = load_model(cfg.resolved)
+            resolved = cfg.resolved
+            self.runtime = load_runtime(model_dir=resolved.local_path if resolved else None, code_dir=cfg.code_dir,
+                                        script=cfg.script, name=resolved.ref.raw if resolved else None)
         except Exception as exc:  # reported by ready(): the driver exits 2
             self.init_error = f"{type(exc).__name__}: {exc}"
 
-    def ready(self) -> dict:
+    def ready(self) -> ActorInfo:
         import ray
 
         ctx = ray.get_runtime_context()
-        return {"pid": os.getpid(), "node": ctx.get_node_id(), "error": self.init_error,
-                "ip": ray.util.get_node_ip_address()}
+        ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        return {"pid": os.getpid(), "node": ctx.get_node_id(), "error": self.init_error, "ip": ip}
+
+    def _runtime(self) -> ModelRuntime:
+        if self.runtime is None:  # ready() reported why; the driver never scores on such an actor
+            raise RuntimeError(self.init_error or "the model is not loaded")
+        return self.runtime
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -136,13 +161,13 @@ class ScoringWorker:
 
     # --- scoring -------------------------------------------------------------------------------
 
-    def score(self, mb: MiniBatch, lo: int, hi: int) -> dict:
+    def score(self, mb: MiniBatch, lo: int, hi: int) -> ScoreReply:
         """Score rows [lo, hi) of a tabular mini-batch, or files [lo, hi) of a files-mode one."""
         t0 = time.perf_counter()
         try:
             if mb.fmt == "files":
                 paths = list(mb.files[lo:hi])
-                out = self.script.run(paths) if self.script is not None else self.model.predict(paths)
+                out = self._runtime().predict(paths)
                 cols = _shape(out, len(paths))
                 table = pa.table({"file": pa.array(paths, pa.string()), **cols})
             else:
@@ -161,7 +186,7 @@ class ScoringWorker:
                     frame_cols = self.cfg.model_columns or [c for c in data.column_names
                                                             if c not in self.cfg.keep_columns]
                     df = data.select(frame_cols).to_pandas()
-                    out = self.script.run(df) if self.script is not None else self.model.predict(df)
+                    out = self._runtime().predict(df)
                     cols = _shape(out, n)
                 except Exception as exc:
                     return {**_error(exc, t0), "row_failures": failed}
@@ -196,7 +221,7 @@ def _local_folders(cfg: WorkerConfig) -> WorkerConfig:
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
-def _error(exc: Exception, t0: float) -> dict:
+def _error(exc: Exception, t0: float) -> ScoreReply:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return {"ok": False, "error": f"{type(exc).__name__}: {msg}"[:2000], "kind": type(exc).__name__,
             "trace": traceback.format_exc()[-4000:], "seconds": time.perf_counter() - t0, "pid": os.getpid()}

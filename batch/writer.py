@@ -148,7 +148,7 @@ class OrderedWriter:
         return done
 
     def _commit(self, r: Result, spill: Path | None) -> None:
-        first_errors: dict[str, dict] = {}
+        first_errors: dict[str, dict[str, Any]] = {}
         if self.output is not None and self.fmt == "csv" and r.table is not None and r.table.num_rows:
             table = r.table
             header = self._out.tell() == 0

@@ -8,6 +8,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 
@@ -18,7 +19,7 @@ class ScriptError(Exception):
 @dataclass
 class ScoringScript:
     path: Path
-    module: Any
+    module: ModuleType  # the user's script, imported; init() has run
 
     def run(self, data: Any) -> Any:
         return self.module.run(data)

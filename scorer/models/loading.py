@@ -33,13 +33,18 @@ class LoadedModel:
     @property
     def input_columns(self) -> list[str] | None:
         """Column names of a tabular signature, in order; None when the model has none."""
-        if self.signature is None or self.signature.inputs is None:
-            return None
-        names = self.signature.inputs.input_names()
-        return [str(n) for n in names] if names and all(isinstance(n, str) for n in names) else None
+        return signature_columns(self.signature)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         return self.pyfunc.predict(data, params=params) if params else self.pyfunc.predict(data)
+
+
+def signature_columns(signature: Any | None) -> list[str] | None:
+    """Column names of a tabular signature, in order; None without a signature or names."""
+    if signature is None or signature.inputs is None:
+        return None
+    names = signature.inputs.input_names()
+    return [str(n) for n in names] if names and all(isinstance(n, str) for n in names) else None
 
 
 _REQ = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
@@ -74,19 +79,26 @@ def load_input_example(reference: str | ModelRef | ResolvedModel) -> Any | None:
     return Model.load(str(resolved.local_path)).load_input_example(str(resolved.local_path))
 
 
-def load_model(reference: str | ModelRef | ResolvedModel) -> LoadedModel:
-    """Resolve (if needed) and load. Requirement differences warn; they do not fail."""
+def load_pyfunc(model_dir: Path, name: str, check_requirements: bool = True) -> tuple[Any, Any | None]:
+    """(pyfunc model, input example or None) of a local model folder. Requirement differences warn,
+    they do not fail; an unreadable input example only costs the warm-up."""
     import mlflow.pyfunc
 
-    resolved = reference if isinstance(reference, ResolvedModel) else resolve(reference)
-    mismatches = requirement_mismatches(resolved.local_path)
-    if mismatches:
-        log.warning("model %s was saved with other package versions: %s", resolved.ref.raw, ", ".join(mismatches))
-    pyfunc = mlflow.pyfunc.load_model(str(resolved.local_path))
-    meta = pyfunc.metadata
+    if check_requirements:
+        mismatches = requirement_mismatches(model_dir)
+        if mismatches:
+            log.warning("model %s was saved with other package versions: %s", name, ", ".join(mismatches))
+    pyfunc = mlflow.pyfunc.load_model(str(model_dir))
     example = None
     try:
-        example = meta.load_input_example(str(resolved.local_path))
-    except Exception as exc:  # an unreadable example only costs the warm-up
-        log.warning("model %s: input example not loaded: %s", resolved.ref.raw, exc)
-    return LoadedModel(resolved, pyfunc, meta.signature, example)
+        example = pyfunc.metadata.load_input_example(str(model_dir))
+    except Exception as exc:
+        log.warning("model %s: input example not loaded (%s); no warm-up", name, exc)
+    return pyfunc, example
+
+
+def load_model(reference: str | ModelRef | ResolvedModel) -> LoadedModel:
+    """Resolve (if needed) and load. Requirement differences warn; they do not fail."""
+    resolved = reference if isinstance(reference, ResolvedModel) else resolve(reference)
+    pyfunc, example = load_pyfunc(resolved.local_path, resolved.ref.raw)
+    return LoadedModel(resolved, pyfunc, pyfunc.metadata.signature, example)

@@ -1,11 +1,13 @@
 """An MLflow pyfunc model behind the scoring protocol, in the replica: parse the body as `mlflow
-models serve` does (MLflow's own functions, so answers match byte for byte), predict, encode."""
+models serve` does (MLflow's own functions, so answers match byte for byte), then predict and encode
+through the shared model runtime (`scorer.models.runtime`), mapping its errors to statuses."""
 
 from __future__ import annotations
 
 from io import StringIO
 from typing import Any
 
+from scorer.models.runtime import MlflowRuntime
 from serving.errors import ScoringError
 from serving.protocol import jsonbody
 from serving.protocol.mlflow import (
@@ -64,12 +66,13 @@ def _fast_split(payload: Any, columns: frozenset[str]) -> Any:
 class MlflowScorer:
     """An MLflow pyfunc model behind the scoring protocol: `score(body, content_type) -> Reply`."""
 
-    def __init__(self, pyfunc: Any) -> None:
+    def __init__(self, runtime: MlflowRuntime) -> None:
         from mlflow.pyfunc import scoring_server as ss
 
         self.ss = ss
-        self.model = pyfunc
-        self.schema = pyfunc.metadata.get_input_schema()
+        self.runtime = runtime
+        self.metadata = runtime.metadata
+        self.schema = runtime.input_schema
         self.double_columns = _all_double_columns(self.schema)
 
     def parse(self, body: bytes, mime: str) -> tuple[Any, dict[str, Any] | None]:
@@ -103,7 +106,7 @@ class MlflowScorer:
             if fast is not None:
                 return fast, None
         try:
-            parsed = ss._parse_json_data(doc, self.model.metadata, self.schema)
+            parsed = ss._parse_json_data(doc, self.metadata, self.schema)
         except ScoringError:
             raise
         except MlflowException as exc:
@@ -116,24 +119,23 @@ class MlflowScorer:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self.model.predict(data, params=params) if params else self.model.predict(data)
+            return self.runtime.predict(data, params)
         except MlflowException as exc:
             msg = _message(exc)
-            if exc.get_http_status_code() >= 500:  # MLflow answers these as a server error: the model's
+            status: int = exc.get_http_status_code()  # type: ignore[no-untyped-call]  # mlflow: untyped
+            if status >= 500:  # MLflow answers these as a server error: the model's
                 raise model_error(exc) from None
             if "Failed to enforce schema" in msg:
                 detail = msg.split(". Error: ", 1)[-1] if ". Error: " in msg else msg
                 msg = f"input does not match the model signature: {detail}"
             elif "param" in msg.lower() and not msg.startswith("params"):
                 msg = f"params: {msg}"
-            raise ScoringError(exc.get_http_status_code(), msg, *_client_codes(exc)) from None
+            raise ScoringError(status, msg, *_client_codes(exc)) from None
         except Exception as exc:
             raise model_error(exc) from None
 
     def encode(self, raw: Any) -> bytes:
-        out = StringIO()
-        self.ss.predictions_to_json(raw, out)
-        return out.getvalue().encode()
+        return self.runtime.encode(raw)
 
     def score(self, body: bytes, content_type: str) -> Reply:
         mime = check_media_type(content_type)
@@ -145,5 +147,4 @@ class MlflowScorer:
             raise ScoringError(424, f"the model's output cannot be encoded as JSON: {_message(exc)}") from None
 
     def warm_up(self, example: Any) -> None:
-        if example is not None:
-            self.encode(self.model.predict(example))
+        self.runtime.warm_up(example)

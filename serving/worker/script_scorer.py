@@ -1,19 +1,18 @@
-"""Azure ML's online scoring-script contract: `run(raw_data)` gets the body as a string."""
+"""Azure ML's online scoring-script contract: `run(raw_data)` gets the body as a string. The script
+runs and its answer is encoded through the shared model runtime (`scorer.models.runtime`)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
-
+from scorer.models.runtime import ScriptRuntime
 from serving.errors import ScoringError
 from serving.protocol.mlflow import Reply, check_media_type, model_error
 
 
 class ScriptScorer:
-    def __init__(self, script: Any) -> None:
-        self.script = script
+    def __init__(self, runtime: ScriptRuntime) -> None:
+        self.runtime = runtime
 
     def score(self, body: bytes, content_type: str) -> Reply:
         check_media_type(content_type)
@@ -22,28 +21,17 @@ class ScriptScorer:
         except UnicodeDecodeError as exc:
             raise ScoringError(400, f"body is not valid UTF-8: {exc}") from None
         try:
-            result = self.script.run(raw)
+            result = self.runtime.predict(raw)
         except Exception as exc:
             raise model_error(exc) from None
         if hasattr(result, "status_code") and hasattr(result, "body"):  # a Starlette/Flask-like Response
             media = getattr(result, "media_type", None) or getattr(result, "mimetype", None) or "application/json"
             return Reply(int(result.status_code), bytes(result.body), str(media))
         try:
-            out = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-        except TypeError:
-            try:
-                out = json.dumps(result, default=_default).encode()
-            except Exception as exc:
-                raise ScoringError(424, f"run() returned something that is not JSON-serialisable: {exc}") from None
+            out = self.runtime.encode(result)
+        except Exception as exc:
+            raise ScoringError(424, f"run() returned something that is not JSON-serialisable: {exc}") from None
         return Reply(200, out)
 
     def warm_up(self, example: Any) -> None:
         return None
-
-
-def _default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict(orient="records")
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")

@@ -53,7 +53,7 @@ def test_every_row_is_accounted_for_without_splits(ray_session, models, tmp_path
     from batch.runner import JobArgs, _prepare
 
     job = _prepare(JobArgs(str(dep), [str(data)], str(out), overwrite=True), out.resolve())
-    assert [f.name for f in job["files"]] == ["x.csv"]
+    assert [f.name for f in job.files] == ["x.csv"]
 
 
 def test_bad_output_is_refused_before_ray_starts(models, tmp_path, capsys) -> None:

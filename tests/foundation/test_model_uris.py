@@ -157,5 +157,5 @@ def test_serving_and_batch_report_the_version_not_the_folder(logged, demo_regist
     bd.write_text(f"name: b\ntype: batch\nmodel: '{folder}'\n")
     out = tmp_path / "out"
     job = _prepare(JobArgs(deployment=str(bd), inputs=[str(tmp_path / "in.csv")], output=str(out)), out)
-    assert job["header"]["model"]["version"] == content_version(folder)
+    assert job.header["model"]["version"] == content_version(folder)
     assert load_batch(bd).spec.model == str(folder)

@@ -1,0 +1,111 @@
+"""The one model runtime (`scorer.models.runtime`) that the replica and the batch actor both load and
+predict through: a real MLflow model trained in the session, and real scoring scripts."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scorer.models import resolve
+from scorer.models.runtime import MlflowRuntime, ModelRuntime, ScriptRuntime, load_runtime
+
+
+@pytest.fixture(scope="module")
+def blue(demo_registry: str) -> Path:
+    """The local folder of demo-classifier v1 (logistic regression, with signature and input example)."""
+    return resolve(f"models:/{demo_registry}/1").local_path
+
+
+def test_mlflow_runtime_predicts_and_encodes_as_mlflow_does(blue: Path) -> None:
+    import mlflow.pyfunc
+    from mlflow.pyfunc.scoring_server import predictions_to_json
+
+    rt = load_runtime(model_dir=blue, name="models:/demo-classifier/1")
+    assert isinstance(rt, MlflowRuntime)
+    reference = mlflow.pyfunc.load_model(str(blue))
+    frame = rt.input_example
+    assert isinstance(frame, pd.DataFrame) and len(frame) == 5
+    assert rt.input_columns == list(frame.columns)
+    assert rt.input_schema is not None and rt.input_schema.input_names() == list(frame.columns)
+    raw = rt.predict(frame)
+    assert np.array_equal(np.asarray(raw), np.asarray(reference.predict(frame)))
+    expected = StringIO()
+    predictions_to_json(raw, expected)
+    assert rt.encode(raw) == expected.getvalue().encode()
+    assert rt.warm_up() is True
+
+
+def test_requirement_mismatch_warns_and_a_broken_example_costs_only_the_warm_up(blue: Path, tmp_path: Path,
+                                                                                caplog: pytest.LogCaptureFixture
+                                                                                ) -> None:
+    copy = tmp_path / "m"
+    shutil.copytree(blue, copy)
+    (copy / "requirements.txt").write_text("scikit-learn==0.0.1\n")
+    for f in copy.glob("input_example.*"):
+        f.write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="scorer.models"):
+        rt = MlflowRuntime.load(copy, name="copied")
+    assert "model copied was saved with other package versions: scikit-learn==0.0.1" in caplog.text
+    assert "model copied: input example not loaded" in caplog.text
+    assert rt.input_example is None and rt.warm_up() is False
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="scorer.models"):
+        MlflowRuntime.load(copy, name="copied", check_requirements=False)
+    assert "other package versions" not in caplog.text
+
+
+def test_script_runtime_runs_init_once_with_its_folder_on_the_path(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delenv("AZUREML_MODEL_DIR", raising=False)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "runtime_helper_mod.py").write_text("FACTOR = 3\n")
+    (code / "score.py").write_text(
+        "import os\nimport numpy as np\nimport runtime_helper_mod\ncalls = []\n"
+        "def init():\n    calls.append(os.environ['AZUREML_MODEL_DIR'])\n"
+        "def run(data):\n    return {'n': len(calls), 'x': np.arange(runtime_helper_mod.FACTOR), 'echo': data}\n")
+    rt = load_runtime(model_dir=tmp_path / "model", code_dir=code, script="score.py")
+    assert isinstance(rt, ScriptRuntime) and rt.signature is None and rt.input_columns is None
+    out = rt.predict("body")
+    assert out["n"] == 1 and rt.predict("again")["n"] == 1  # init() ran once, at load
+    assert rt.encode(out) == b'{"n":1,"x":[0,1,2],"echo":"body"}'
+    assert rt.encode({"frame": pd.DataFrame({"a": [1]})}) == b'{"frame": [{"a": 1}]}'  # json's fallback
+    with pytest.raises(TypeError, match="object is not JSON-serialisable"):
+        rt.encode({"x": object()})
+    assert rt.warm_up() is False  # a script has no example to warm up on
+    assert str(code.resolve()) == sys.path[0]
+
+
+def test_nothing_to_load_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="neither a model nor a scoring script"):
+        load_runtime(model_dir=None)
+
+
+def test_serving_and_batch_load_through_the_same_runtime(blue: Path, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The replica used to load with mlflow directly (no requirement check); both now share one path."""
+    from batch.worker import ScoringWorker, WorkerConfig
+    from serving.worker.config import ReplicaConfig
+    from serving.worker.load import build_scorer
+
+    copy = tmp_path / "m"
+    shutil.copytree(blue, copy)
+    (copy / "requirements.txt").write_text("scikit-learn==0.0.1\n")
+    with caplog.at_level(logging.WARNING, logger="scorer.models"):
+        scorer, example = build_scorer(ReplicaConfig(deployment="d", model_path=str(copy), model_version="1",
+                                                     model_ref="models:/demo-classifier/1"))
+    assert "model models:/demo-classifier/1 was saved with other package versions" in caplog.text
+    worker = ScoringWorker(WorkerConfig(mode="tabular", fmt="csv", schema=None, read_columns=None,
+                                        model_columns=None, resolved=resolve(str(copy))))
+    assert worker.init_error is None
+    assert isinstance(scorer.runtime, ModelRuntime) and type(scorer.runtime) is type(worker.runtime)
+    assert worker.runtime is not None
+    assert np.array_equal(np.asarray(scorer.predict(example, None)), np.asarray(worker.runtime.predict(example)))
