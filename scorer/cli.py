@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-format", choices=["text", "json"], default="text")
     s.add_argument("--ssl-certfile", default=None, help="serve HTTPS: PEM certificate (with --ssl-keyfile)")
     s.add_argument("--ssl-keyfile", default=None, help="serve HTTPS: PEM private key (with --ssl-certfile)")
+    s.add_argument("--address", default=None, metavar="HOST:PORT|auto",
+                   help="place replicas as actors on this Ray cluster (the router must reach its nodes)")
 
     t = sub.add_parser("traffic", help="change traffic on a running server")
     t.add_argument("url")

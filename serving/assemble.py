@@ -49,8 +49,8 @@ def build_deployment(endpoint: str, name: str, d: OnlineDeployment, cfg: Replica
                      timing: Timing) -> DeploymentState:
     """One deployment's parts, wired together, not started."""
     rs = d.request_settings
-    replicas = Supervisor(name, cfg, d.instance_count, load_factory(d.replica_handle), d.liveness_probe,
-                          d.readiness_probe, timing)
+    factory = load_factory(d.replica_handle, endpoint, d)
+    replicas = Supervisor(name, cfg, d.instance_count, factory, d.liveness_probe, d.readiness_probe, timing)
     admission = Admission(name, rs.max_concurrent_requests_per_instance, replicas.ready_count, rs.max_queue_wait_ms)
     replicas.on_change = admission.wake
     autoscaler = None

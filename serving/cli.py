@@ -8,6 +8,10 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scorer.spec import Endpoint
 
 
 def _key_hint(auth_mode: str, generated_key: str | None) -> str | None:
@@ -42,11 +46,18 @@ def run_serve(args: argparse.Namespace) -> int:
     assert isinstance(spec, Endpoint)
     from scorer.spec.limits import local_replica_problem
 
-    if (too_many := local_replica_problem(spec)) is not None:
+    address = getattr(args, "address", None)
+    if (problem := cluster_problem(spec, address)) is not None:
+        print(f"scorer serve: {problem}", file=sys.stderr)
+        return 2
+    if (too_many := local_replica_problem(spec, on_cluster=bool(address))) is not None:
         print(f"scorer serve: {too_many}", file=sys.stderr)
         return 2
     for w in loaded.warnings:
         print(f"scorer serve: warning: {w}", file=sys.stderr)
+        if address and w.loc and w.loc[-1] == "instance_type":
+            print("scorer serve: warning: instance_type is ignored under --address: Ray places replicas by their "
+                  "resources: block (requests/limits)", file=sys.stderr)
     from serving.limits import Limits
 
     try:
@@ -70,6 +81,12 @@ def run_serve(args: argparse.Namespace) -> int:
             generated = load_or_create_keys()[0][0]
         print(f"scorer: {line}", file=sys.stderr if line.startswith("WARNING") else sys.stdout, flush=True)
     hint = _key_hint(spec.auth_mode, generated)
+    if address:
+        try:
+            join_cluster(address)
+        except ConnectionError as exc:
+            print(f"scorer serve: {exc}", file=sys.stderr)
+            return 1
     from serving.server import serve
 
     try:
@@ -81,6 +98,64 @@ def run_serve(args: argparse.Namespace) -> int:
                                     watch=[args.endpoint, *args.deployments]))
     except KeyboardInterrupt:
         return 130
+    finally:
+        if address:
+            leave_cluster()
+
+
+def cluster_problem(spec: Endpoint, address: str | None) -> str | None:
+    """Why the deployments cannot be placed as asked (one line), or None: `replica_handle: ray`
+    without --address; under --address, a `resources:` value that is not a quantity."""
+    for name, d in spec.deployments.items():
+        if d.replica_handle == "ray" and not address:
+            return (f"deployments.{name}.replica_handle 'ray' needs a Ray cluster: add --address HOST:PORT "
+                    "(or --address auto)")
+    if address:
+        from serving.replicas.ray_actor import ray_resources
+
+        for name, d in spec.deployments.items():
+            try:
+                ray_resources(d.resources)
+            except ValueError as exc:
+                return f"deployments.{name}.{exc}"
+    return None
+
+
+def join_cluster(address: str) -> None:
+    """Join the Ray cluster (telemetry off, Ray's logs quiet) and place `local` and `ray` replicas
+    there, authenticated with SCORER_CLUSTER_SECRET or a secret made here (never logged).
+    Raises ConnectionError with one line."""
+    import logging
+    import secrets
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+
+    from serving.replicas.factory import use_cluster
+    from serving.replicas.ray_actor import NAMESPACE
+
+    try:
+        ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False,
+                 configure_logging=True)
+    except Exception as exc:  # ConnectionError, or Ray's own for a refused token
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConnectionError(f"cannot join the Ray cluster at {address}: {cause[:300]} (is it running and "
+                              "reachable, and does this process hold the cluster's token?)") from None
+    given = os.environ.get("SCORER_CLUSTER_SECRET", "")
+    use_cluster(given.encode() if given else secrets.token_bytes(32))
+
+
+def leave_cluster() -> None:
+    """The router's actors go with it (Ray ends the actors a driver owns when it disconnects)."""
+    import contextlib
+
+    import ray
+
+    from serving.replicas.factory import use_cluster
+
+    use_cluster(None)
+    with contextlib.suppress(Exception):
+        ray.shutdown()
 
 
 def run_token(args: argparse.Namespace) -> int:

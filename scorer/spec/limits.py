@@ -54,18 +54,21 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def peak_replicas(ep: Endpoint) -> dict[str, int]:
+def peak_replicas(ep: Endpoint, on_cluster: bool = False) -> dict[str, int]:
     """The most local replica processes each deployment may run: max_instances when the local hook
-    autoscales it (other hooks act elsewhere: this machine keeps the starting count)."""
+    autoscales it (other hooks act elsewhere: this machine keeps the starting count). Replicas on a
+    Ray cluster (`replica_handle: ray`, or `local` under `--address`) are not on this machine."""
     peaks = {}
     for name, dep in ep.deployments.items():
+        if dep.replica_handle == "ray" or (on_cluster and dep.replica_handle == "local"):
+            continue
         s = dep.scale_settings
         local_auto = s.type == "target_utilization" and s.hook == "local"
         peaks[name] = dep.max_instances if local_auto else max(dep.instance_count, s.min_instances)
     return peaks
 
 
-def local_replica_problem(ep: Endpoint, cpus: int | None = None) -> str | None:
+def local_replica_problem(ep: Endpoint, cpus: int | None = None, on_cluster: bool = False) -> str | None:
     """Why `serve` should refuse to start this many local replica processes, or None.
 
     Each replica is a process holding a model; past a few per CPU they only compete for memory
@@ -75,7 +78,7 @@ def local_replica_problem(ep: Endpoint, cpus: int | None = None) -> str | None:
     except SpecError as exc:
         return str(exc.problems[0].message)
     cpus = cpus if cpus is not None else usable_cpus()
-    peaks = peak_replicas(ep)
+    peaks = peak_replicas(ep, on_cluster)
     total, cap = sum(peaks.values()), per_cpu * cpus
     if total <= cap:
         return None

@@ -137,8 +137,12 @@ class OnlineDeployment(Strict):
     liveness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=30))
     readiness_probe: Probe = Field(default_factory=Probe)
     environment_variables: dict[str, str] = Field(default_factory=dict)
-    # scorer's own: where replicas run; `local` (forkserver children) or a ReplicaHandle factory
-    replica_handle: Annotated[str, Field(pattern=r"^(local|python:[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")] = "local"
+    # scorer's own: where replicas run; `local` (forkserver children, or Ray actors under
+    # `scorer serve --address`), `ray` (Ray actors; needs --address) or a ReplicaHandle factory
+    replica_handle: Annotated[str, Field(pattern=r"^(local|ray|python:[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")] = "local"
+    # scorer's own: a replica reached over the network that answers nothing (not even a ping) this
+    # long is taken as lost; its in-flight requests are retried once on another replica
+    replica_unresponsive_ms: PositiveInt = 1000
 
     @field_validator("model", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ import orjson
 
 from scorer.spec.models import OnlineDeployment
 from serving.errors import ScoringError
+from serving.replicas.factory import runs_here
 
 if TYPE_CHECKING:
     from serving.state import EndpointState
@@ -55,7 +56,7 @@ def check_local_capacity(state: EndpointState, name: str, n: int) -> None:
 
     cap = MAX_REPLICAS_PER_CPU.value() * usable_cpus()
     others = sum(d.replicas.active_count() for other, d in state.deployments.items()
-                 if other != name and d.spec.replica_handle == "local")
+                 if other != name and runs_here(d.spec.replica_handle))
     if others + n > cap:
         raise ScoringError(400, f"instances: {n} would make {others + n} local replicas; at most {cap} on this "
                            f"machine ({MAX_REPLICAS_PER_CPU.env} per CPU x {usable_cpus()} CPUs)")
@@ -71,7 +72,7 @@ async def apply(state: EndpointState, name: str, n: int) -> None:
     if dep.autoscaler is not None:
         dep.autoscaler.set_floor(n)
         return
-    if dep.spec.replica_handle == "local":
+    if runs_here(dep.spec.replica_handle):  # not replicas on a Ray cluster
         check_local_capacity(state, name, n)
     before = dep.replicas.active_count()
     await dep.replicas.scale_to(n, "manual")

@@ -65,10 +65,14 @@ class ReplicaConnection:
         async def heartbeat() -> None:
             loop = asyncio.get_running_loop()
             while not self.closed:
+                slept = loop.time()
                 await asyncio.sleep(unresponsive_s / 4)
                 if self.closed:
                     return
-                if loop.time() - self.last_heard > unresponsive_s:
+                # this loop itself stalled (a busy router): answers may sit unread in the socket,
+                # so judge the replica only after the reader had a turn
+                stalled = loop.time() - slept > unresponsive_s / 2
+                if not stalled and loop.time() - self.last_heard > unresponsive_s:
                     log.warning("replica connection: nothing heard for %.1fs; taking the replica as gone",
                                 loop.time() - self.last_heard)
                     self.lost("unresponsive")
