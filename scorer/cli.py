@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ssl-keyfile", default=None, help="serve HTTPS: PEM private key (with --ssl-certfile)")
     s.add_argument("--address", default=None, metavar="HOST:PORT|auto",
                    help="place replicas as actors on this Ray cluster (the router must reach its nodes)")
+
+    st = sub.add_parser("stop", help="remove an endpoint's replica actors from a Ray cluster")
+    st.add_argument("endpoint", metavar="ENDPOINT", help="the endpoint's name (or its YAML file)")
+    st.add_argument("--address", required=True, metavar="HOST:PORT|auto")
+    st.add_argument("--deployment", default=None, help="only this deployment's actors")
 
     t = sub.add_parser("traffic", help="change traffic on a running server")
     t.add_argument("url")
@@ -66,6 +72,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _endpoint_name(given: str) -> str:
+    """An endpoint's name, or the name inside the endpoint YAML file given instead."""
+    if given.endswith((".yaml", ".yml")):
+        from scorer.spec import SpecError, load_endpoint
+
+        try:
+            return str(load_endpoint(Path(given), []).spec.name)
+        except SpecError as exc:
+            print(f"scorer stop: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    return given
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from scorer.environment import configure
@@ -81,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import serving.cli
 
         return int(getattr(serving.cli, f"run_{args.command}")(args))
+    if args.command == "stop":
+        import serving.stop
+
+        return serving.stop.run_stop(_endpoint_name(args.endpoint), args.address, args.deployment)
     if args.command == "batch":
         import batch.cli
 

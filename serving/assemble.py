@@ -13,6 +13,7 @@ from scorer.spec.models import Endpoint, OnlineDeployment
 from serving import metrics
 from serving.admission import Admission
 from serving.autoscale.autoscaler import Autoscaler
+from serving.autoscale.hooks import make_hook
 from serving.replicas.balancer import Balancer
 from serving.replicas.factory import load_factory
 from serving.replicas.supervisor import Supervisor, Timing
@@ -45,6 +46,19 @@ def replica_config(name: str, d: OnlineDeployment) -> tuple[ReplicaConfig, str |
     return cfg, problem
 
 
+def ray_bundle(d: OnlineDeployment) -> dict[str, float]:
+    """One replica's resources as the Ray autoscaler names them (for the `ray` scale hook)."""
+    from serving.replicas.ray_actor import DEFAULT_CPUS, ray_resources
+
+    r = ray_resources(d.resources)
+    bundle = {"CPU": float(r.get("num_cpus", DEFAULT_CPUS))}
+    if "num_gpus" in r:
+        bundle["GPU"] = float(r["num_gpus"])
+    if "memory" in r:
+        bundle["memory"] = float(r["memory"])
+    return bundle
+
+
 def build_deployment(endpoint: str, name: str, d: OnlineDeployment, cfg: ReplicaConfig,
                      timing: Timing) -> DeploymentState:
     """One deployment's parts, wired together, not started."""
@@ -55,8 +69,11 @@ def build_deployment(endpoint: str, name: str, d: OnlineDeployment, cfg: Replica
     replicas.on_change = admission.wake
     autoscaler = None
     if d.scale_settings.type == "target_utilization":
+        hook = None
+        if d.scale_settings.hook == "ray":
+            hook = make_hook("ray", replicas.scale_to, ray_bundle(d))
         autoscaler = Autoscaler(endpoint, replicas, admission, d.scale_settings, d.max_instances,
-                                rs.max_concurrent_requests_per_instance)
+                                rs.max_concurrent_requests_per_instance, hook=hook)
     return DeploymentState(name, d, cfg, replicas, Balancer(replicas, rs.kill_after_ms / 1000.0), admission,
                            rs.request_timeout_ms / 1000.0, autoscaler)
 

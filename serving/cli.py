@@ -110,6 +110,9 @@ def cluster_problem(spec: Endpoint, address: str | None) -> str | None:
         if d.replica_handle == "ray" and not address:
             return (f"deployments.{name}.replica_handle 'ray' needs a Ray cluster: add --address HOST:PORT "
                     "(or --address auto)")
+        if d.scale_settings.hook == "ray" and not address:
+            return (f"deployments.{name}.scale_settings.hook 'ray' asks the Ray autoscaler for nodes: it needs "
+                    "--address HOST:PORT (or --address auto)")
     if address:
         from serving.replicas.ray_actor import ray_resources
 

@@ -23,7 +23,7 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 Replicas = Annotated[int, Field(gt=0, json_schema_extra={"maximum": MAX_INSTANCES.default})]
 
 AUTH_MODES = ("key", "aml_token", "aad_token", "token", "none")
-HOOK_PATTERN = re.compile(r"^(local|command:.+|webhook:https?://.+|python:[\w.]+:[\w.]+)$")
+HOOK_PATTERN = re.compile(r"^(local|ray|command:.+|webhook:https?://.+|python:[\w.]+:[\w.]+)$")
 SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)\s*$", re.IGNORECASE)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
@@ -79,7 +79,7 @@ class ScaleSettings(Strict):
     @classmethod
     def _hook(cls, v: str) -> str:
         if not HOOK_PATTERN.match(v):
-            raise ValueError("expected local, command:CMD, webhook:http(s)://URL or python:MODULE:CALLABLE")
+            raise ValueError("expected local, ray, command:CMD, webhook:http(s)://URL or python:MODULE:CALLABLE")
         return v
 
 

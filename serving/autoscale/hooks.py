@@ -1,6 +1,7 @@
 """Scale hooks: who acts on a decision. `scale_settings.hook` picks one:
 
-- `local`: start or stop replica processes of the deployment (`Supervisor.scale_to`);
+- `local`: start or stop the deployment's replicas (`Supervisor.scale_to`);
+- `ray`: ask the Ray autoscaler for the replicas' resources, then as `local` (under `--address`);
 - `command:CMD`: run CMD (through /bin/sh) with SCORER_ENDPOINT, SCORER_DEPLOYMENT, SCORER_CURRENT,
   SCORER_DESIRED, SCORER_UTILIZATION in its environment; exit 0 means done;
 - `webhook:URL`: POST the same facts plus a timestamp as JSON, signed with `X-Scorer-Signature:
@@ -75,6 +76,26 @@ class LocalHook:
     async def __call__(self, req: ScaleRequest) -> str:
         await self.scale_to(req.desired, req.reason)
         return f"local: {req.desired} replicas"
+
+
+class RayHook:
+    """`ray`: ask the Ray autoscaler for the resources of `desired` replicas (a standing request,
+    `ray.autoscaler.sdk.request_resources`, so that nodes are added before the actors wait for
+    them, and released when the count drops), then start or retire actors as `local` does."""
+
+    kind = "ray"
+
+    def __init__(self, scale_to: Callable[[int, str], Awaitable[Any]], bundle: dict[str, float]) -> None:
+        self.scale_to = scale_to
+        self.bundle = bundle  # one replica's resources in Ray's names: CPU, GPU, memory
+
+    async def __call__(self, req: ScaleRequest) -> str:
+        from ray.autoscaler.sdk import request_resources
+
+        bundles = [dict(self.bundle) for _ in range(req.desired)]
+        await asyncio.to_thread(request_resources, bundles=bundles)
+        await self.scale_to(req.desired, req.reason)
+        return f"ray: requested {req.desired} x {self.bundle}; {req.desired} replicas"
 
 
 class CommandHook:
@@ -168,11 +189,15 @@ class PythonHook:
         return "python: ok" if result is None else f"python: {str(result)[:200]}"
 
 
-def make_hook(spec: str, scale_to: Callable[[int, str], Awaitable[Any]]) -> Hook:
-    """The hook for a `scale_settings.hook` value (validated by the spec already)."""
+def make_hook(spec: str, scale_to: Callable[[int, str], Awaitable[Any]],
+              bundle: dict[str, float] | None = None) -> Hook:
+    """The hook for a `scale_settings.hook` value (validated by the spec already); `bundle` is one
+    replica's Ray resources, for the `ray` hook."""
     kind, _, rest = spec.partition(":")
     if kind == "local":
         return LocalHook(scale_to)
+    if kind == "ray":
+        return RayHook(scale_to, bundle or {"CPU": 1.0})
     if kind == "command":
         return CommandHook(rest)
     if kind == "webhook":

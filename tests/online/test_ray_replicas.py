@@ -196,7 +196,12 @@ deployments:
     assert _actors("scorer:onray:") == []
 
 
-def test_ray_handle_without_address_is_exit_2_one_line(work_dir: Path, test_models: dict[str, Path]) -> None:
+@pytest.mark.parametrize(("setting", "message"), [
+    ("replica_handle: ray", "replica_handle 'ray' needs a Ray cluster"),
+    ("scale_settings: {type: target_utilization, max_instances: 2, hook: ray}", "scale_settings.hook 'ray' asks"),
+])
+def test_ray_handle_or_hook_without_address_is_exit_2_one_line(work_dir: Path, test_models: dict[str, Path],
+                                                              setting: str, message: str) -> None:
     endpoint = work_dir / "ray-no-address.yaml"
     endpoint.write_text(f"""
 name: noaddress
@@ -204,13 +209,44 @@ auth_mode: key
 deployments:
   blue:
     model: {test_models['mixed']}
-    replica_handle: ray
+    {setting}
 """)
     done = subprocess.run([sys.executable, "-m", "scorer.cli", "serve", str(endpoint), "--port", str(free_port())],
                           capture_output=True, text=True, timeout=60, cwd=work_dir)
     assert done.returncode == 2, done.stderr
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "replica_handle 'ray' needs a Ray cluster" in lines[0], done.stderr
+    assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_the_ray_hook_requests_the_replicas_resources_then_scales(local_ray: str) -> None:
+    """The `ray` scale hook hands Ray's autoscaler one bundle per desired replica (a standing request
+    on the cluster, read back from the GCS here), then starts or retires replicas as `local` does."""
+    import asyncio
+    import json
+
+    import ray
+
+    from scorer.spec.models import OnlineDeployment
+    from serving.assemble import ray_bundle
+    from serving.autoscale.hooks import ScaleRequest, make_hook
+
+    bundle = ray_bundle(OnlineDeployment.model_validate(
+        {"model": "m", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}))
+    assert bundle == {"CPU": 0.5, "memory": float(1 << 30)}
+    scaled: list[tuple[int, str]] = []
+
+    async def scale_to(n: int, reason: str) -> None:
+        scaled.append((n, reason))
+
+    hook = make_hook("ray", scale_to, bundle)
+    outcome = asyncio.run(hook(ScaleRequest(endpoint="e", deployment="d", current=1, desired=3, utilization=0.9,
+                                            reason="load", timestamp=0.0)))
+    assert scaled == [(3, "load")] and outcome.startswith("ray: requested 3")
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    raw = _internal_kv_get(b"autoscaler_resource_request")
+    assert raw is not None and json.loads(raw) == [bundle] * 3, raw
+    ray.autoscaler.sdk.request_resources(bundles=[])  # withdraw the standing request
 
 
 def test_a_resource_that_is_not_a_quantity_is_exit_2_before_joining(work_dir: Path,
@@ -230,3 +266,33 @@ deployments:
     assert done.returncode == 2, done.stderr
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "deployments.blue.resources.requests.cpu" in lines[0], done.stderr
+
+
+def test_scorer_stop_removes_only_that_endpoints_actors(local_ray: str, work_dir: Path) -> None:
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Idle:
+        def ping(self) -> int:
+            return 1
+
+    mine = [Idle.options(name=f"scorer:stopme:{d}:0:abcd1234", namespace="scorer").remote()  # type: ignore[attr-defined]
+            for d in ("blue", "green")]
+    other = Idle.options(name="scorer:stopmenot:blue:0:abcd1234", namespace="scorer").remote()  # type: ignore[attr-defined]
+    ray.get([a.ping.remote() for a in [*mine, other]])
+
+    def stop(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "scorer.cli", "stop", *args, "--address", local_ray],
+                              capture_output=True, text=True, timeout=120, cwd=work_dir)
+
+    out = stop("stopme", "--deployment", "green")
+    assert out.returncode == 0, out.stderr
+    assert "stopped 1 replica actor(s)" in out.stdout
+    assert _actors("scorer:stopme:") == ["scorer:stopme:blue:0:abcd1234"]
+    out = stop("stopme")
+    assert out.returncode == 0 and "stopped 1 replica actor(s)" in out.stdout, out.stdout + out.stderr
+    assert _actors("scorer:stopme:") == [] and _actors("scorer:stopmenot:") == ["scorer:stopmenot:blue:0:abcd1234"]
+    assert ray.get(other.ping.remote()) == 1
+    out = stop("stopme")
+    assert out.returncode == 0 and "no replica actors" in out.stdout
+    ray.kill(other)
