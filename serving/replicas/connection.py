@@ -30,6 +30,7 @@ class ReplicaConnection:
         self.close_reason: str | None = None
         self.last_heard = asyncio.get_running_loop().time()
         self.pinging = False
+        self.kept_silent = False
         self.heartbeat: asyncio.Task[None] | None = None
         self.task = asyncio.create_task(self._read())
 
@@ -40,7 +41,8 @@ class ReplicaConnection:
 
     @classmethod
     async def open_tcp(cls, host: str, port: int, on_close: Callable[[], None], secret: bytes,
-                       unresponsive_s: float | None = None, timeout: float = handshake.TIMEOUT_S) -> ReplicaConnection:
+                       unresponsive_s: float | None = None, timeout: float = handshake.TIMEOUT_S,
+                       others_ready: Callable[[], bool] = lambda: True) -> ReplicaConnection:
         """A replica on another host: TCP, the handshake on `secret` first (HandshakeFailed, or
         OSError when it cannot be reached), then frames. With `unresponsive_s`, a replica that
         answers nothing (not even a ping) for that long is taken as gone: the connection closes and
@@ -57,11 +59,13 @@ class ReplicaConnection:
             raise
         conn = cls(reader, writer, on_close)
         if unresponsive_s is not None:
-            conn.watch(unresponsive_s)
+            conn.watch(unresponsive_s, others_ready)
         return conn
 
-    def watch(self, unresponsive_s: float) -> None:
-        """Ping every quarter of `unresponsive_s`; close when nothing was heard for `unresponsive_s`."""
+    def watch(self, unresponsive_s: float, others_ready: Callable[[], bool] = lambda: True) -> None:
+        """Ping every quarter of `unresponsive_s`; close when nothing was heard for `unresponsive_s`,
+        unless bytes wait unread (the router's loop is what was slow) or no other replica of the
+        deployment is ready (then silence alone does not drop it: a closed socket or Ray does)."""
         async def heartbeat() -> None:
             loop = asyncio.get_running_loop()
             while not self.closed:
@@ -72,11 +76,22 @@ class ReplicaConnection:
                 # this loop itself stalled (a busy router): answers may sit unread in the socket,
                 # so judge the replica only after the reader had a turn
                 stalled = loop.time() - slept > unresponsive_s / 2
-                if not stalled and loop.time() - self.last_heard > unresponsive_s:
-                    log.warning("replica connection: nothing heard for %.1fs; taking the replica as gone",
-                                loop.time() - self.last_heard)
-                    self.lost("unresponsive")
-                    return
+                if getattr(self.reader, "_buffer", b""):  # answers arrived and wait for the reader: not silent
+                    self.last_heard = loop.time()
+                silent = loop.time() - self.last_heard
+                if not stalled and silent > unresponsive_s:
+                    if others_ready():
+                        log.warning("replica connection: nothing heard for %.1fs; taking the replica as gone",
+                                    silent)
+                        self.lost("unresponsive")
+                        return
+                    if not self.kept_silent:
+                        log.warning("replica connection: nothing heard for %.1fs, but it is the deployment's "
+                                    "last ready replica: keeping it until it answers or its connection closes",
+                                    silent)
+                        self.kept_silent = True
+                elif silent <= unresponsive_s:
+                    self.kept_silent = False
                 if not self.pinging:
                     self.pinging = True
                     self.writer.write(frames.encode({"id": 0, "op": "ping"}))

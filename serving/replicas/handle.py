@@ -91,6 +91,9 @@ class HandleOptions:
 
     start_timeout_s: float = 300.0
     extra: dict[str, Any] = field(default_factory=dict)  # the factory's own settings, if any
+    # the deployment's usable replicas now: a handle may keep a silent replica that is the last one
+    # (silence can be the router's own busy loop; dropping the last replica fails every request)
+    ready_count: Callable[[], int] = field(default=lambda: 0, compare=False, repr=False)
 
 
 HandleFactory = Callable[[ReplicaConfig, int, HandleOptions], ReplicaHandle]

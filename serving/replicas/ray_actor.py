@@ -186,8 +186,10 @@ class RayActorReplica:
             await self._end_actor()
             raise StartFailed(f"{what}: {_one_line(exc)}") from None
         try:
-            self._conn = await ReplicaConnection.open_tcp(info["host"], info["port"], self._closed,
-                                                          self.placement.secret, self.placement.unresponsive_s)
+            options = self.options
+            self._conn = await ReplicaConnection.open_tcp(
+                info["host"], info["port"], self._closed, self.placement.secret, self.placement.unresponsive_s,
+                others_ready=lambda: options.ready_count() > 1)
         except (OSError, TimeoutError, HandshakeFailed) as exc:
             await self._end_actor()
             raise StartFailed(f"{what}: the router cannot reach its replica at {info['host']}:{info['port']} "

@@ -105,7 +105,7 @@ class Supervisor:
         self.liveness = liveness
         self.readiness = readiness
         self.timing = timing or Timing()
-        self.options = HandleOptions(start_timeout_s=self.timing.start_timeout)
+        self.options = HandleOptions(start_timeout_s=self.timing.start_timeout, ready_count=self.ready_count)
         self.on_change = on_change or (lambda: None)
         self.replicas = [Replica(name, i) for i in range(instances)]
         self._next_index = instances

@@ -131,3 +131,29 @@ def test_a_busy_replica_that_answers_pings_is_not_taken_as_gone() -> None:
         srv.close()
 
     asyncio.run(scenario())
+
+
+def test_silence_alone_does_not_drop_the_last_ready_replica() -> None:
+    """A silent replica is kept while no other replica of its deployment is ready (silence can be the
+    router's own busy loop); it goes when its connection really closes."""
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def frozen(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await handshake.accept(reader, writer, SECRET)
+            await release.wait()  # silent until released, then closes
+            writer.close()
+
+        srv = await asyncio.start_server(frozen, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        closed = asyncio.Event()
+        conn = await ReplicaConnection.open_tcp("127.0.0.1", port, closed.set, SECRET, unresponsive_s=0.3,
+                                                others_ready=lambda: False)
+        await asyncio.sleep(1.5)  # five times the silence limit
+        assert not conn.closed and conn.kept_silent
+        release.set()
+        await asyncio.wait_for(closed.wait(), 5)
+        assert conn.closed and conn.close_reason is None  # closed by the replica, not given up on
+        srv.close()
+
+    asyncio.run(scenario())

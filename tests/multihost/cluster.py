@@ -243,6 +243,22 @@ class NetnsCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+    def set_link(self, node: Node, up: bool) -> None:
+        """Bring a node's only link (its veth end) down or up: the host drops off the network."""
+        i = self.nodes.index(node) + 1
+        self._in(node.name, "ip", "link", "set", f"v{self.tag}n{i}", "up" if up else "down")
+
+    def restart_node(self, node: Node, timeout: float = 180) -> None:
+        """Kill what is left of a worker node and start Ray on it again: it joins as a new Ray node."""
+        self.kill_node(node)
+        deadline = time.monotonic() + 20
+        while self.pids(node.name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        common = ["--num-cpus", "1", "--object-store-memory", str(100 << 20), "--disable-usage-stats"]
+        self._run(node, [str(BIN / "ray"), "start", f"--address={self.address}", f"--node-ip-address={node.ip}",
+                         "--temp-dir=/tmp/ray", *common], timeout)
+        self.wait_nodes(len(self.nodes), timeout)
+
     # --- teardown -----------------------------------------------------------------------------
 
     @staticmethod

@@ -168,6 +168,33 @@ deployments:
         new_names = _actors("scorer:onray:blue:")
         assert names[0] not in new_names and len(new_names) == 2, new_names
 
+        # scale up creates an actor; scale down retires actors with drain: no request fails
+        def scale(n: int) -> None:
+            r = httpx.post(f"{server.url}/admin/deployments/blue/scale", json={"instances": n},
+                           headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+            assert r.status_code == 200, r.text
+
+        scale(3)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and sum(x["state"] == "ready" for x in _replicas(server)) < 3:
+            time.sleep(0.2)
+        assert len(_actors("scorer:onray:blue:")) == 3 and sum(x["state"] == "ready" for x in _replicas(server)) == 3
+        stop, scaled = threading.Event(), Counter[int]()
+        clients = [threading.Thread(target=_load, args=(server, body, stop, scaled)) for _ in range(4)]
+        for t in clients:
+            t.start()
+        time.sleep(0.5)
+        scale(1)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (len(_replicas(server)) != 1 or len(_actors("scorer:onray:blue:")) != 1):
+            time.sleep(0.2)
+        time.sleep(0.5)
+        stop.set()
+        for t in clients:
+            t.join(60)
+        assert len(_replicas(server)) == 1 and len(_actors("scorer:onray:blue:")) == 1, _replicas(server)
+        assert set(scaled) == {200} and sum(scaled.values()) > 5, scaled
+
         # a request still running kill_after_ms past its deadline: the actor is killed through Ray, replaced
         sleeper = _actors("scorer:onray:sleeper:")
         assert len(sleeper) == 1, sleeper
