@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # 95 s of Ray and Ray Data start-ups on 2 cores: `make soak` (CI stays under 20 min)
 def test_batch_benchmark_small(demo_registry, tmp_path):
     out = tmp_path / "batch.json"
     done = subprocess.run(
