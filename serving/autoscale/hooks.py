@@ -93,9 +93,7 @@ class RayHook:
         from ray.autoscaler.sdk import request_resources
 
         bundles = [dict(self.bundle) for _ in range(req.desired)]
-        # one small write to the cluster's GCS, on this thread: Ray's driver state is not meant to
-        # be used from an executor thread (seen there: no GCS client)
-        request_resources(bundles=bundles)
+        await asyncio.to_thread(request_resources, bundles=bundles)  # a GCS write: off the event loop
         await self.scale_to(req.desired, req.reason)
         return f"ray: requested {req.desired} x {self.bundle}; {req.desired} replicas"
 

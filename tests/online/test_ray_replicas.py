@@ -245,35 +245,38 @@ deployments:
     assert len(lines) == 1 and message in lines[0], done.stderr
 
 
-def test_the_ray_hook_requests_the_replicas_resources_then_scales(local_ray: str) -> None:
+def test_the_ray_hook_requests_the_replicas_resources_then_scales(local_ray: str, work_dir: Path) -> None:
     """The `ray` scale hook hands Ray's autoscaler one bundle per desired replica (a standing request
-    on the cluster, read back from the GCS here), then starts or retires replicas as `local` does."""
-    import asyncio
-    import json
+    in the cluster's GCS, read back here), then starts or retires replicas as `local` does. Run in a
+    driver of its own, as a router is (this test process's Ray state is shared with other modules)."""
+    script = f"""
+import asyncio, json, logging
+import ray
+from ray.experimental.internal_kv import _internal_kv_get
+from scorer.spec.models import OnlineDeployment
+from serving.assemble import ray_bundle
+from serving.autoscale.hooks import ScaleRequest, make_hook
 
-    import ray
+ray.init(address={local_ray!r}, namespace="scorer", logging_level=logging.WARNING, log_to_driver=False)
+bundle = ray_bundle(OnlineDeployment.model_validate(
+    {{"model": "m", "resources": {{"requests": {{"cpu": "500m", "memory": "1Gi"}}}}}}))
+scaled = []
 
-    from scorer.spec.models import OnlineDeployment
-    from serving.assemble import ray_bundle
-    from serving.autoscale.hooks import ScaleRequest, make_hook
+async def scale_to(n, reason):
+    scaled.append([n, reason])
 
-    bundle = ray_bundle(OnlineDeployment.model_validate(
-        {"model": "m", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}))
-    assert bundle == {"CPU": 0.5, "memory": float(1 << 30)}
-    scaled: list[tuple[int, str]] = []
-
-    async def scale_to(n: int, reason: str) -> None:
-        scaled.append((n, reason))
-
-    hook = make_hook("ray", scale_to, bundle)
-    outcome = asyncio.run(hook(ScaleRequest(endpoint="e", deployment="d", current=1, desired=3, utilization=0.9,
-                                            reason="load", timestamp=0.0)))
-    assert scaled == [(3, "load")] and outcome.startswith("ray: requested 3")
-    from ray.experimental.internal_kv import _internal_kv_get
-
-    raw = _internal_kv_get(b"autoscaler_resource_request")
-    assert raw is not None and json.loads(raw) == [bundle] * 3, raw
-    ray.autoscaler.sdk.request_resources(bundles=[])  # withdraw the standing request
+outcome = asyncio.run(make_hook("ray", scale_to, bundle)(ScaleRequest(
+    endpoint="e", deployment="d", current=1, desired=3, utilization=0.9, reason="load", timestamp=0.0)))
+stored = json.loads(_internal_kv_get(b"autoscaler_resource_request"))
+ray.autoscaler.sdk.request_resources(bundles=[])  # withdraw the standing request
+print(json.dumps({{"bundle": bundle, "scaled": scaled, "outcome": outcome, "stored": stored}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=work_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads(done.stdout.strip().splitlines()[-1])
+    assert doc["bundle"] == {"CPU": 0.5, "memory": float(1 << 30)}
+    assert doc["scaled"] == [[3, "load"]] and doc["outcome"].startswith("ray: requested 3")
+    assert doc["stored"] == [doc["bundle"]] * 3
 
 
 def test_a_resource_that_is_not_a_quantity_is_exit_2_before_joining(work_dir: Path,
