@@ -164,3 +164,34 @@ class ReplicaConnection:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()
+
+
+class FramedHandle:
+    """The half of a ReplicaHandle that a frame connection gives: call, ping and the bookkeeping.
+    A handle class adds start, kill, close and exit_code for its own kind of process."""
+
+    _conn: ReplicaConnection | None = None
+
+    async def call(self, header: dict[str, Any], body: bytes = b"") -> tuple[dict[str, Any], bytes]:
+        conn = self._conn
+        if conn is None:
+            raise ReplicaGone("replica not started")
+        return await conn.call(header, body)
+
+    async def ping(self, op: str) -> bool:
+        try:
+            header, _ = await self.call({"op": op})
+        except ReplicaGone:
+            return False
+        return bool(header.get("status") == 200)
+
+    @property
+    def outstanding(self) -> int:
+        return self._conn.outstanding if self._conn is not None else 0
+
+    @property
+    def alive(self) -> bool:
+        return self._conn is not None and not self._conn.closed
+
+    def still_running(self, since: float) -> bool:
+        return self._conn is not None and self._conn.still_running(since)

@@ -19,9 +19,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from serving.replicas.connection import ReplicaConnection
+from serving.replicas.connection import FramedHandle, ReplicaConnection
 from serving.replicas.forkserver import context
-from serving.replicas.handle import HandleOptions, Header, ReplicaGone, Started, StartFailed
+from serving.replicas.handle import HandleOptions, Started, StartFailed
 from serving.worker.config import ReplicaConfig
 from serving.worker.main import replica_main
 
@@ -37,7 +37,7 @@ def socket_dir() -> str:
     return _socket_dir
 
 
-class LocalReplica:
+class LocalReplica(FramedHandle):
     def __init__(self, cfg: ReplicaConfig, index: int, options: HandleOptions) -> None:
         self.cfg = cfg
         self.index = index
@@ -73,19 +73,6 @@ class LocalReplica:
         info = msg[1]
         return Started(proc.pid, info.get("load_s", 0.0), info.get("warm_s", 0.0))
 
-    async def call(self, header: Header, body: bytes = b"") -> tuple[Header, bytes]:
-        conn = self._conn
-        if conn is None:
-            raise ReplicaGone("replica not started")
-        return await conn.call(header, body)
-
-    async def ping(self, op: str) -> bool:
-        try:
-            header, _ = await self.call({"op": op})
-        except ReplicaGone:
-            return False
-        return bool(header.get("status") == 200)
-
     def kill(self, reason: str) -> None:
         if self._process is not None:
             with contextlib.suppress(Exception):
@@ -96,17 +83,6 @@ class LocalReplica:
         if self._conn is not None:
             self._conn.close()
         await self._reap()
-
-    @property
-    def outstanding(self) -> int:
-        return self._conn.outstanding if self._conn is not None else 0
-
-    @property
-    def alive(self) -> bool:
-        return self._conn is not None and not self._conn.closed
-
-    def still_running(self, since: float) -> bool:
-        return self._conn is not None and self._conn.still_running(since)
 
     def exit_code(self) -> int | None:
         return self._process.exitcode if self._process is not None else None

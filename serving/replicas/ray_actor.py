@@ -29,8 +29,8 @@ from scorer.models.ship import DEFAULT_MAX_BYTES, Shipped, put_folder
 from scorer.render.quantity import parse
 from scorer.spec.models import KubernetesResources, OnlineDeployment
 from serving.handshake import HandshakeFailed
-from serving.replicas.connection import ReplicaConnection
-from serving.replicas.handle import HandleFactory, HandleOptions, Header, ReplicaGone, Started, StartFailed
+from serving.replicas.connection import FramedHandle, ReplicaConnection
+from serving.replicas.handle import HandleFactory, HandleOptions, Started, StartFailed
 from serving.worker.config import ReplicaConfig
 
 log = logging.getLogger("scorer.router")
@@ -150,7 +150,7 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500] if text else type(src).__name__
 
 
-class RayActorReplica:
+class RayActorReplica(FramedHandle):
     """One replica as a Ray actor. `where` is the node's IP address."""
 
     def __init__(self, cfg: ReplicaConfig, index: int, options: HandleOptions, placement: Placement) -> None:
@@ -196,19 +196,6 @@ class RayActorReplica:
                               f"({type(exc).__name__}: {exc}); the router must reach the nodes' addresses") from None
         return Started(info.get("pid"), info.get("load_s", 0.0), info.get("warm_s", 0.0), where=str(info["node_ip"]))
 
-    async def call(self, header: Header, body: bytes = b"") -> tuple[Header, bytes]:
-        conn = self._conn
-        if conn is None:
-            raise ReplicaGone("replica not started")
-        return await conn.call(header, body)
-
-    async def ping(self, op: str) -> bool:
-        try:
-            header, _ = await self.call({"op": op})
-        except ReplicaGone:
-            return False
-        return bool(header.get("status") == 200)
-
     def kill(self, reason: str) -> None:
         """Kill through Ray (the replica may be hung or on a host we cannot reach), and give up on the
         connection now: its requests fail over and the supervisor places a replacement."""
@@ -223,17 +210,6 @@ class RayActorReplica:
         if self._conn is not None:
             self._conn.close()
         await self._end_actor()
-
-    @property
-    def outstanding(self) -> int:
-        return self._conn.outstanding if self._conn is not None else 0
-
-    @property
-    def alive(self) -> bool:
-        return self._conn is not None and not self._conn.closed
-
-    def still_running(self, since: float) -> bool:
-        return self._conn is not None and self._conn.still_running(since)
 
     def exit_code(self) -> int | None:
         return None  # Ray does not report an actor process's exit code
