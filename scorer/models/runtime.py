@@ -9,6 +9,7 @@ Nothing is checked per call: whatever depends on the model alone is settled at l
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -75,6 +76,7 @@ class MlflowRuntime(ModelRuntime):
         self._signature = self.metadata.signature
         self._schema = self.metadata.get_input_schema()
         self._to_json: Callable[..., None] = scoring_server.predictions_to_json
+        self._exact = self._exact_predict_fn()
 
     @classmethod
     def load(cls, model_dir: str | Path, *, name: str | None = None, code_dir: str | Path | None = None,
@@ -97,6 +99,29 @@ class MlflowRuntime(ModelRuntime):
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         return self.pyfunc.predict(data, params=params) if params else self.pyfunc.predict(data)
+
+    def predict_exact(self, frame: Any) -> Any:
+        """`predict` without MLflow's schema enforcement, for a frame that already is what the
+        enforcement returns: the signature's columns, in its order, with its types, checked by the
+        caller's own parser. Measured: the enforcement is about 60 % of a one-row LR predict."""
+        return self._exact(frame) if self._exact is not None else self.predict(frame)
+
+    def _exact_predict_fn(self) -> Callable[[Any], Any] | None:
+        """The flavor's own predict function, called as `PyFuncModel.predict` calls it after the
+        enforcement; None where MLflow does more than enforce the input schema (a params schema
+        supplies defaults; type-hint signatures validate and convert inside the model)."""
+        md = self.metadata
+        try:
+            if (self._schema is None or md.get_params_schema() is not None
+                    or md._is_signature_from_type_hint() or md._is_type_hint_from_example()):
+                return None
+            fn: Callable[..., Any] = self.pyfunc._predict_fn
+            arg = inspect.signature(fn).parameters.get("params")
+        except (AttributeError, TypeError, ValueError):  # a pyfunc without these internals: the normal path
+            return None
+        if arg is not None and arg.kind != inspect.Parameter.VAR_KEYWORD:
+            return lambda frame: fn(frame, params=None)
+        return fn
 
     def encode(self, raw: Any) -> bytes:
         out = StringIO()

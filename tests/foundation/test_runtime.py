@@ -109,3 +109,39 @@ def test_serving_and_batch_load_through_the_same_runtime(blue: Path, tmp_path: P
     assert isinstance(scorer.runtime, ModelRuntime) and type(scorer.runtime) is type(worker.runtime)
     assert worker.runtime is not None
     assert np.array_equal(np.asarray(scorer.predict(example, None)), np.asarray(worker.runtime.predict(example)))
+
+
+def test_exact_predict_skips_only_mlflows_schema_enforcement(blue: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame already in the signature's form goes straight to the flavor's predict, with the same
+    answer; everything else still passes through MLflow's enforcement."""
+    import mlflow.pyfunc
+
+    rt = load_runtime(model_dir=blue)
+    assert isinstance(rt, MlflowRuntime)
+    frame = rt.input_example.astype("float64")
+    expected = np.asarray(rt.predict(frame))
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("schema enforcement ran")
+
+    monkeypatch.setattr(mlflow.pyfunc, "_validate_prediction_input", refuse)
+    assert np.array_equal(np.asarray(rt.predict_exact(frame)), expected)
+    with pytest.raises(AssertionError, match="schema enforcement ran"):
+        rt.predict(frame)
+
+
+def test_a_params_schema_keeps_mlflows_own_predict(tmp_path: Path) -> None:
+    """MLflow fills a params schema's defaults inside `PyFuncModel.predict`: such a model never skips it."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0], "b": [1.0, 0.0, 1.0]})
+    y = np.array([0.0, 1.0, 2.0])
+    model = LinearRegression().fit(x, y)
+    for name, params in (("plain", None), ("with_params", {"k": 1})):
+        mlflow.sklearn.save_model(model, str(tmp_path / name), signature=infer_signature(x, y, params=params))
+    assert MlflowRuntime.load(tmp_path / "plain")._exact is not None
+    with_params = MlflowRuntime.load(tmp_path / "with_params")
+    assert with_params._exact is None
+    assert np.allclose(np.asarray(with_params.predict_exact(x)), model.predict(x))

@@ -23,6 +23,21 @@ def _raw_split(data: str) -> bytes:
     return b'{"dataframe_split": {"columns": ["x", "name"], "data": ' + data.encode() + b"}}"
 
 
+def _demo_split(reverse: bool = False, ints: bool = False) -> bytes:
+    """Two rows for the demo LR (30 `double` columns): scorer builds the frame itself and skips
+    MLflow's schema enforcement for these, in any column order."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    cols = [str(c).replace(" ", "_") for c in data.feature_names]
+    rows = [[round(float(v), 4) for v in row] for row in data.data[:2]]
+    if ints:
+        rows = [[int(v) for v in row] for row in rows]
+    if reverse:
+        cols, rows = cols[::-1], [r[::-1] for r in rows]
+    return _split(rows, cols)
+
+
 JSON = "application/json"
 CSV = "text/csv"
 CASES: dict[str, tuple[str, str | None, bytes]] = {
@@ -64,5 +79,8 @@ CASES: dict[str, tuple[str, str | None, bytes]] = {
     "unknown_ct_param": ("mixed", "application/json; format=pandas-split", _split(_ROWS)),
     "model_raises": ("raiser", JSON, _split([[1.0]], ["x"])),
     "model_raises_csv": ("raiser", CSV, b"x\n1.0\n"),
+    "demo_split": ("blue", JSON, _demo_split()),
+    "demo_split_reordered_columns": ("blue", JSON, _demo_split(reverse=True)),
+    "demo_split_ints_for_doubles": ("blue", JSON, _demo_split(ints=True)),
     "demo_string_in_numeric": ("blue", JSON, b'{"dataframe_split": {"columns": ["mean_radius"], "data": [["x"]]}}'),
 }

@@ -68,3 +68,20 @@ def test_batched_lr_matches_one_by_one(ops_server) -> None:
         together = list(pool.map(lambda i: httpx.post(f"{ops_server.url}/score", json=split_body(1, i),
                                                       headers=ops_server.headers, timeout=30).json(), range(16)))
     assert together == alone
+
+
+def test_a_lone_client_does_not_wait_for_company(ops_server) -> None:
+    """picky waits up to 50 ms for company; a client alone is answered without paying that wait
+    (every request was held 50 ms before the batcher became adaptive). The replica's own time per
+    request (the `model` stage: wait, predict, encode) shows it, whatever the load on the router."""
+    def fast() -> float:  # model-stage observations under 50 ms so far
+        return value(scrape(ops_server.url), "scorer_request_duration_seconds_bucket", deployment="picky",
+                     stage="model", le="0.05")
+
+    before = fast()
+    with ops_server.client() as c:
+        for i in range(9):
+            r = c.post("/score", json={"dataframe_split": {"columns": ["x"], "data": [[float(i)]]}},
+                       headers=PICKY)
+            assert r.status_code == 200 and r.json() == {"predictions": [2.0 * i]}, r.text
+    assert fast() - before >= 5  # most of them; the first may still expect company from a burst
