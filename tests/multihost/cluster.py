@@ -189,17 +189,19 @@ class NetnsCluster:
         return ["ip", "netns", "exec", node.name, "unshare", "-m", "--propagation", "private",
                 "sh", "-c", script]
 
-    def start_ray(self, cpus: int = 1, timeout: float = 180) -> NetnsCluster:
-        """Head on node 1, workers on the others (each a separate --temp-dir); returns when all are alive."""
+    def start_ray(self, cpus: int = 1, timeout: float = 180, head_cpus: int | None = None) -> NetnsCluster:
+        """Head on node 1, workers on the others (each a separate --temp-dir); returns when all are alive.
+        `head_cpus=0` keeps every actor that asks for a CPU off the head (all replicas on other hosts)."""
         self.token_path.write_text(secrets.token_hex(32))
         self.token_path.chmod(0o600)
         common = ["--num-cpus", str(cpus), "--object-store-memory", str(100 << 20), "--disable-usage-stats"]
+        head_common = common if head_cpus is None else ["--num-cpus", str(head_cpus), *common[2:]]
         t0 = time.monotonic()
         head_tmp = Path(tempfile.mkdtemp(prefix=f"scmh{self.tag}", dir="/tmp"))
         self._cleanup_dirs = [head_tmp]
         ray = str(BIN / "ray")
         self._run(self.head, [ray, "start", "--head", f"--node-ip-address={self.head.ip}", f"--port={RAY_PORT}",
-                              f"--temp-dir={head_tmp}", "--include-dashboard=false", *common], timeout)
+                              f"--temp-dir={head_tmp}", "--include-dashboard=false", *head_common], timeout)
         self.timings["head_s"] = round(time.monotonic() - t0, 3)
         for node in self.nodes[1:]:
             self._run(node, [ray, "start", f"--address={self.address}", f"--node-ip-address={node.ip}",
