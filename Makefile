@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install run train demo-data validate deploy-demo test lint typecheck pytest lock schema soak doc-blocks kserve-client fuzz bench-online bench-batch bench-flood bench-overhead multihost clean
+.PHONY: install run train demo-data validate deploy-demo test lint typecheck pytest lock schema soak doc-blocks kserve-client fuzz bench-online bench-batch bench-flood bench-overhead bench-cross-host bench-peers multihost clean
 
 install: $(STAMP)
 
@@ -93,6 +93,12 @@ bench-batch: train
 bench-flood: train
 	$(BIN)/python benchmarks/flood.py
 
+# scorer against MLServer 1.7 (V2, /invocations), Ray Serve and mlflow serve in one table (needs wrk).
+# The peers get venvs of their own under .peers-venv/ (pip, first run only). PEERS_ARGS='--duration 5'
+PEERS_ARGS ?=
+bench-peers: train
+	$(BIN)/python benchmarks/peers.py $(PEERS_ARGS)
+
 # Router overhead A/B: `scorer serve` of commit BEFORE (git archive) against this working tree, ABABAB,
 # median of 3 rounds, verdict against issue 14's rule. e.g. make bench-overhead BEFORE=50e9afa
 # OVERHEAD_ARGS='-n 300 --rounds 1'. Default BEFORE: HEAD if the tree has changes (what they do), else HEAD~1.
@@ -100,6 +106,12 @@ BEFORE ?= $(shell git status --porcelain | grep -q . && echo HEAD || echo HEAD~1
 OVERHEAD_ARGS ?=
 bench-overhead: train
 	$(BIN)/python benchmarks/overhead_ab.py --before-commit $(BEFORE) $(OVERHEAD_ARGS)
+
+# The cost of the cross-host path: local replicas, Ray replicas on local Ray, and (as root, with network
+# namespaces; else skipped with the reason) Ray replicas on another namespace "host". Needs wrk.
+CROSS_HOST_ARGS ?=
+bench-cross-host: train
+	$(BIN)/python benchmarks/cross_host.py $(CROSS_HOST_ARGS)
 
 schema: install
 	$(BIN)/python -m scorer.spec.schema

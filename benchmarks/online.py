@@ -31,9 +31,10 @@ LUA = REPO / "benchmarks" / "wrk" / "post.lua"
 
 
 def wrk(url: str, path: str, body: Path, connections: int, seconds: float, key: str = "-",
-        deployment: str = "-") -> dict[str, Any]:
+        deployment: str = "-", prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """wrk's figures; `prefix` runs it through a wrapper (`ip netns exec NS`: another network namespace)."""
     threads = max(1, min(connections, 2))
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+    cmd = [*prefix, "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
            "-s", str(LUA), url, "--", path, str(body), key, deployment]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     stats = json.loads(out.strip().splitlines()[-1])
@@ -43,7 +44,7 @@ def wrk(url: str, path: str, body: Path, connections: int, seconds: float, key: 
 
 
 def endpoint_yaml(folder: Path, model: str, replicas: int, batching: bool) -> Path:
-    batch = "batching: {max_batch_size: 32, max_batch_wait_ms: 1}\n    " if batching else ""
+    batch = "batching: {max_batch_size: 64, max_batch_wait_ms: 2}\n    " if batching else ""  # issue 12's settings
     path = folder / f"bench-{'on' if batching else 'off'}-{model.replace('/', '_').replace(':', '')}.yaml"
     path.write_text(
         "name: bench\nauth_mode: key\ntraffic: {main: 100}\ndeployments:\n  main:\n"
