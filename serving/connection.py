@@ -67,6 +67,34 @@ class Connections:
         return False
 
 
+class _OneWrite:
+    """Stands in for the transport while an answer's head waits for its body: writes are held and
+    leave together at `flush` (or before a close)."""
+
+    __slots__ = ("transport", "parts")
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def flush(self) -> None:
+        if self.parts:
+            data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+            self.parts = []
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 def protocol_class(shared: Connections) -> type:
     """A protocol class for uvicorn's `http=` bound to `shared`."""
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -209,13 +237,28 @@ def protocol_class(shared: Connections) -> type:
         def _close_if_body_unread(cycle: Any) -> None:
             """An answer that starts before the whole body is in says `connection: close`: the
             connection is closed after it (the rest of the body is never read), and a client that
-            was not told would send its next request into a closing socket (a reset, not a reply)."""
+            was not told would send its next request into a closing socket (a reset, not a reply).
+
+            The answer's head is held until its first body part and both leave in one write: uvicorn
+            writes them apart, and with TCP_NODELAY that is two packets, two wake-ups of the client
+            and a fifth of the router's time under load (measured with py-spy at 64 connections)."""
             send = cycle.send
+            transport = cycle.transport
 
             async def send_closing(message: Any) -> None:
-                if cycle.more_body and message["type"] == "http.response.start":
-                    cycle.keep_alive = False
-                await send(message)
+                if message["type"] == "http.response.start":
+                    if cycle.more_body:
+                        cycle.keep_alive = False
+                    cycle.transport = _OneWrite(transport)
+                    await send(message)
+                    return
+                held = cycle.transport
+                try:
+                    await send(message)
+                finally:
+                    if held is not transport:
+                        cycle.transport = transport
+                        held.flush()
 
             cycle.send = send_closing
 
