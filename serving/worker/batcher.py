@@ -40,10 +40,7 @@ class Item:
     arrived: float
     future: asyncio.Future[tuple[Reply, int]] = field(repr=False)
     expires: float | None = None  # time.monotonic() after which nobody waits for the answer
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        return tuple(map(str, self.frame.columns))
+    key: tuple[str, ...] = ()  # the frame's column names: only frames with the same ones merge
 
 
 def _rows(result: Any) -> int | None:
@@ -87,13 +84,15 @@ class Batcher:
         data, params = self.scorer.parse(body, mime)  # raises ScoringError for a malformed request
         if params or not hasattr(data, "columns") or not hasattr(data, "iloc"):
             return None
-        missing = self.required.difference(map(str, data.columns))
+        fast = getattr(self.scorer, "fast", None)
+        key = fast.columns if fast is not None and data.columns is fast.index else tuple(map(str, data.columns))
+        missing = self.required.difference(key)
         if missing:
             raise ScoringError(400, "input does not match the model signature: Model is missing inputs "
                                f"{sorted(missing)}")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[Reply, int]] = loop.create_future()
-        self.queue.append(Item(rid, data, time.monotonic(), fut, expires))
+        self.queue.append(Item(rid, data, time.monotonic(), fut, expires, key))
         self.wakeup.set()
         if self.task is None or self.task.done():
             self.task = loop.create_task(self._run())
