@@ -22,6 +22,7 @@ class ReplicaConnection:
                  on_close: Callable[[], None]) -> None:
         self.reader = reader
         self.writer = writer
+        self.out = frames.FrameWriter(writer)
         self.on_close = on_close
         self.ids = itertools.count(1)
         self.pending: dict[int, asyncio.Future[tuple[dict[str, Any], bytes]]] = {}
@@ -94,7 +95,7 @@ class ReplicaConnection:
                     self.kept_silent = False
                 if not self.pinging:
                     self.pinging = True
-                    self.writer.write(frames.encode({"id": 0, "op": "ping"}))
+                    self.out.write(frames.encode({"id": 0, "op": "ping"}))
 
         self.heartbeat = asyncio.create_task(heartbeat())
 
@@ -116,14 +117,14 @@ class ReplicaConnection:
         fut: asyncio.Future[tuple[dict[str, Any], bytes]] = asyncio.get_running_loop().create_future()
         self.pending[rid] = fut
         header["id"] = rid
-        self.writer.write(frames.encode(header, payload))
+        self.out.write(frames.encode(header, payload))
         try:
             return await fut
         except asyncio.CancelledError:
             if self.pending.pop(rid, None) is not None:
                 self.abandoned[rid] = asyncio.get_running_loop().time()
                 if not self.closed:  # a request still queued in the replica is dropped there
-                    self.writer.write(frames.encode({"id": 0, "op": "cancel", "target": rid}))
+                    self.out.write(frames.encode({"id": 0, "op": "cancel", "target": rid}))
             raise
         finally:
             self.pending.pop(rid, None)

@@ -56,7 +56,7 @@ class ReplicaServer:
             return Reply(500, error_body("INTERNAL_ERROR", clip(f"{type(exc).__name__}: {exc}")))
 
     async def _handle_score(self, rid: int, header: dict[str, Any], body: bytes,
-                            writer: asyncio.StreamWriter) -> None:
+                            writer: frames.FrameWriter) -> None:
         loop = asyncio.get_running_loop()
         self.busy += 1
         t0 = time.perf_counter()
@@ -88,18 +88,18 @@ class ReplicaServer:
             out["b"] = size
         if reply.headers:
             out["h"] = reply.headers
-        if not writer.is_closing():
-            writer.write(frames.encode(out, reply.body))
+        writer.write(frames.encode(out, reply.body))
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         tasks: set[asyncio.Task[None]] = set()
+        out = frames.FrameWriter(writer)
         try:
             while True:
                 header, payload = await frames.read_frame(reader)
                 rid = header.get("id", 0)
                 op = header.get("op")
                 if op == "score":
-                    t = asyncio.create_task(self._handle_score(rid, header, payload, writer))
+                    t = asyncio.create_task(self._handle_score(rid, header, payload, out))
                     tasks.add(t)
                     t.add_done_callback(tasks.discard)
                 elif op == "cancel":
@@ -109,10 +109,10 @@ class ReplicaServer:
                     elif self.batcher is not None:
                         self.batcher.cancel(header.get("target", -1))
                 elif op in ("ping", "ready"):
-                    writer.write(frames.encode({"id": rid, "status": 200, "busy": self.busy, "pid": os.getpid()}))
+                    out.write(frames.encode({"id": rid, "status": 200, "busy": self.busy, "pid": os.getpid()}))
                 else:
-                    writer.write(frames.encode({"id": rid, "status": 400}, error_body("BAD_REQUEST", f"op {op!r}")))
-                if writer.transport.get_write_buffer_size() > 1 << 20:
+                    out.write(frames.encode({"id": rid, "status": 400}, error_body("BAD_REQUEST", f"op {op!r}")))
+                if out.buffered() > 1 << 20:
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
