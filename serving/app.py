@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -15,6 +16,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from serving import desired_state, metrics
 from serving.autoscale import manual
@@ -85,6 +87,40 @@ def score_route(plane: DataPlane, settings: Settings, mlflow_api: bool) -> Calla
 def _trace(headers: Mapping[str, str]) -> str:
     tp = headers.get("traceparent")
     return f" traceparent {tp[:64]}" if tp else ""
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ScorerApp(Starlette):
+    """Starlette, with the scoring routes' POSTs taken before its middleware and router: they catch
+    their own errors, so the exception middlewares and the route matching only cost time there (a
+    sixth of the router's time at 64 connections, measured with py-spy). Everything else, and any
+    other method on those paths (405), goes through Starlette as usual."""
+
+    def __init__(self, *args: Any, fast: dict[str, Handler] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fast = fast or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self.fast.get(scope["path"])
+            if handler is not None:
+                scope["app"] = self
+                await _serve(handler, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+async def _serve(handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+    request = Request(scope, receive, send)
+    try:
+        response = await handler(request)
+    except Exception:  # a bug of ours: the answer Starlette's server_error handler gives, then the log
+        log.exception("unexpected error on %s", scope["path"])
+        response = Response(error_body("INTERNAL_ERROR", "internal error; see the server log"), status_code=500,
+                            media_type="application/json")
+    await response(scope, receive, send)
 
 
 def build_app(plane: DataPlane, settings: Settings | None = None) -> Starlette:
@@ -164,9 +200,11 @@ def build_app(plane: DataPlane, settings: Settings | None = None) -> Starlette:
         body = v2.error(500, message, "INTERNAL_ERROR")[1] if is_v2(request) else error_body("INTERNAL_ERROR", message)
         return Response(body, status_code=500, media_type="application/json")
 
+    fast = {"/score": score_route(plane, settings, mlflow_api=False),
+            "/invocations": score_route(plane, settings, mlflow_api=True)}
     routes = [
-        Route("/score", score_route(plane, settings, mlflow_api=False), methods=["POST"]),
-        Route("/invocations", score_route(plane, settings, mlflow_api=True), methods=["POST"]),
+        Route("/score", fast["/score"], methods=["POST"]),
+        Route("/invocations", fast["/invocations"], methods=["POST"]),
         Route("/ping", ping, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
@@ -180,7 +218,7 @@ def build_app(plane: DataPlane, settings: Settings | None = None) -> Starlette:
         Route("/admin/deployments/{name}/scale", scale(plane, settings), methods=["POST"]),
     ]
     routes += v2_routes(plane, settings)
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error})
+    app = ScorerApp(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error}, fast=fast)
     app.state.plane = plane
     return app
 
