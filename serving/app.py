@@ -98,28 +98,48 @@ class ScorerApp(Starlette):
     sixth of the router's time at 64 connections, measured with py-spy). Everything else, and any
     other method on those paths (405), goes through Starlette as usual."""
 
-    def __init__(self, *args: Any, fast: dict[str, Handler] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fast: dict[str, Handler] | None = None, v2_infer: Handler | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fast = fast or {}
+        self.v2_infer = v2_infer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self.fast.get(scope["path"])
+            path = scope["path"]
+            handler = self.fast.get(path)
             if handler is not None:
                 scope["app"] = self
-                await _serve(handler, scope, receive, send)
+                await _serve(handler, scope, receive, send, False)
                 return
+            if self.v2_infer is not None and path.endswith("/infer") and path.startswith("/v2/models/"):
+                params = _v2_infer_params(path)
+                if params is not None:
+                    scope["app"], scope["path_params"] = self, params
+                    await _serve(self.v2_infer, scope, receive, send, True)
+                    return
         await super().__call__(scope, receive, send)
 
 
-async def _serve(handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+def _v2_infer_params(path: str) -> dict[str, str] | None:
+    """`/v2/models/{name}/infer` or `/v2/models/{name}/versions/{version}/infer`, as Starlette matches them."""
+    parts = path.split("/")
+    if len(parts) == 5 and parts[3]:
+        return {"name": parts[3]}
+    if len(parts) == 7 and parts[4] == "versions" and parts[3] and parts[5]:
+        return {"name": parts[3], "version": parts[5]}
+    return None
+
+
+async def _serve(handler: Handler, scope: Scope, receive: Receive, send: Send, is_v2: bool) -> None:
     request = Request(scope, receive, send)
     try:
         response = await handler(request)
     except Exception:  # a bug of ours: the answer Starlette's server_error handler gives, then the log
         log.exception("unexpected error on %s", scope["path"])
-        response = Response(error_body("INTERNAL_ERROR", "internal error; see the server log"), status_code=500,
-                            media_type="application/json")
+        message = "internal error; see the server log"
+        body = v2.error(500, message, "INTERNAL_ERROR")[1] if is_v2 else error_body("INTERNAL_ERROR", message)
+        response = Response(body, status_code=500, media_type="application/json")
     await response(scope, receive, send)
 
 
@@ -217,8 +237,11 @@ def build_app(plane: DataPlane, settings: Settings | None = None) -> Starlette:
         Route("/admin/reload", admin_reload, methods=["POST"]),
         Route("/admin/deployments/{name}/scale", scale(plane, settings), methods=["POST"]),
     ]
-    routes += v2_routes(plane, settings)
-    app = ScorerApp(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error}, fast=fast)
+    v2_list = v2_routes(plane, settings)
+    routes += v2_list
+    infer = next(r.endpoint for r in v2_list if isinstance(r, Route) and r.path.endswith("/infer"))
+    app = ScorerApp(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error}, fast=fast,
+                    v2_infer=infer)
     app.state.plane = plane
     return app
 

@@ -59,3 +59,33 @@ def test_admission_bound_queue_wait_and_fifo() -> None:
         assert none.value.status == 503
 
     asyncio.run(scenario())
+
+
+def test_scoring_posts_skip_starlettes_stack_but_keep_its_answers() -> None:
+    """ScorerApp takes POST /score and V2 infer itself: their path parameters are Starlette's, a bug
+    still answers a 500 in the route's shape (MLflow's or V2's), other methods still get 405."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from serving.app import ScorerApp
+
+    async def broken(request: Request) -> JSONResponse:
+        raise RuntimeError("a bug")
+
+    async def infer(request: Request) -> JSONResponse:
+        return JSONResponse(dict(request.path_params))
+
+    app = ScorerApp(routes=[Route("/score", broken, methods=["POST"])], fast={"/score": broken}, v2_infer=infer)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post("/score", content=b"{}")
+        assert r.status_code == 500 and r.json()["error_code"] == "INTERNAL_ERROR" and "message" in r.json()
+        assert client.get("/score").status_code == 405
+        assert client.post("/v2/models/m/infer").json() == {"name": "m"}
+        assert client.post("/v2/models/m/versions/3/infer").json() == {"name": "m", "version": "3"}
+        assert client.post("/v2/models//infer").status_code == 404
+    v2 = ScorerApp(routes=[], v2_infer=broken)
+    with TestClient(v2, raise_server_exceptions=False) as client:
+        r = client.post("/v2/models/m/infer")
+        assert r.status_code == 500 and r.json()["error"].startswith("internal error")  # V2: {"error": ...}
