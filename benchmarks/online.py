@@ -73,12 +73,16 @@ def in_process_latency(model_ref: str, body: Path, n: int = 2000) -> dict[str, f
     return {"p50_ms": statistics.median(times), "p99_ms": times[int(0.99 * len(times)) - 1]}
 
 
-def one_row_body(model_ref: str, folder: Path) -> Path:
+def one_row_body(model_ref: str, folder: Path, rows: int = 1) -> Path:
+    """A `dataframe_split` body of `rows` rows (the input example's rows, repeated)."""
+    import pandas as pd
+
     from scorer.models import load_input_example
 
     example = load_input_example(model_ref)
-    path = folder / "one-row.json"
-    path.write_text(json.dumps({"dataframe_split": example.head(1).to_dict(orient="split", index=False)}))
+    frame = pd.concat([example] * (rows // len(example) + 1), ignore_index=True).head(rows)
+    path = folder / ("one-row.json" if rows == 1 else f"rows-{rows}.json")
+    path.write_text(json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}))
     return path
 
 
@@ -116,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=20)
     p.add_argument("--replicas", type=int, default=os.cpu_count() or 2)
     p.add_argument("--servers", default="scorer,scorer-batching,mlflow")
+    p.add_argument("--rows", default="1", help="rows per request, e.g. 1,100,1000 (rows/s reported)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -135,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         for version in args.models.split(","):
             model = f"models:/demo-classifier/{version}"
-            body = one_row_body(model, folder)
+            bodies = {int(n): one_row_body(model, folder, int(n)) for n in args.rows.split(",")}
+            body = bodies.get(1) or next(iter(bodies.values()))
             for server in servers:
                 if server == "mlflow":
                     proc = start_mlflow(resolve(model).local_path, args.replicas, folder)
@@ -148,34 +154,39 @@ def main(argv: list[str] | None = None) -> int:
                     key, path = proc.env["SCORER_API_KEY"], "/score"
                 try:
                     wrk(proc.url, path, body, max(conns), min(5, args.duration), key)  # warm-up
-                    for c in conns:
-                        stats = wrk(proc.url, path, body, c, args.duration, key)
-                        stats.update(model=model, server=server, connections=c, generator="wrk")
-                        results.append(stats)
-                        print(f"{model} {server:16} c={c:<3} {stats['rps']:9.0f} rps  p50 {stats['p50_us'] / 1e3:7.2f}"
-                              f" ms  p99 {stats['p99_us'] / 1e3:8.2f} ms  errors {stats['errors']}", flush=True)
+                    for rows, rows_body in bodies.items():
+                        for c in conns:
+                            stats = wrk(proc.url, path, rows_body, c, args.duration, key)
+                            stats.update(model=model, server=server, connections=c, generator="wrk", rows=rows,
+                                         rows_per_s=stats["rps"] * rows)
+                            results.append(stats)
+                            print(f"{model} {server:16} rows={rows:<5} c={c:<3} {stats['rps']:9.0f} rps "
+                                  f"{stats['rows_per_s']:10.0f} rows/s  p50 {stats['p50_us'] / 1e3:7.2f} ms  "
+                                  f"p99 {stats['p99_us'] / 1e3:8.2f} ms  errors {stats['errors']}", flush=True)
                 finally:
                     proc.stop()
             local = in_process_latency(model, body)
-            one = next((r for r in results if r["model"] == model and r["server"] == "scorer"
-                        and r["connections"] == 1), None)
-            overhead[model] = {"in_process": local, "scorer_c1_p50_ms": one and one["p50_us"] / 1e3,
-                               "scorer_c1_p99_ms": one and one["p99_us"] / 1e3,
-                               "router_overhead_p50_ms": one and one["p50_us"] / 1e3 - local["p50_ms"]}
+            overhead[model] = {"in_process": local}
+            for name in ("scorer", "scorer-batching"):
+                one = next((r for r in results if r["model"] == model and r["server"] == name
+                            and r["connections"] == 1 and r["rows"] == 1), None)
+                if one is not None:
+                    overhead[model][name] = {"c1_p50_ms": one["p50_us"] / 1e3, "c1_p99_ms": one["p99_us"] / 1e3,
+                                             "over_in_process_p50_ms": one["p50_us"] / 1e3 - local["p50_ms"]}
             print(f"{model}: in-process predict p50 {local['p50_ms']:.3f} ms; overhead {overhead[model]}")
     ratios = {}
     for r in results:
         if r["server"] == "mlflow":
             continue
         ml = next((m for m in results if m["server"] == "mlflow" and m["model"] == r["model"]
-                   and m["connections"] == r["connections"]), None)
+                   and m["connections"] == r["connections"] and m["rows"] == r["rows"]), None)
         if ml:
-            ratios[f"{r['model']} {r['server']} c={r['connections']}"] = {
+            ratios[f"{r['model']} {r['server']} rows={r['rows']} c={r['connections']}"] = {
                 "throughput_x": r["rps"] / ml["rps"], "p99_fraction": r["p99_us"] / ml["p99_us"]}
     doc = {"machine": {"cpus": os.cpu_count()}, "replicas": args.replicas, "results": results,
            "router_overhead": overhead, "ratios_vs_mlflow": ratios}
     (out / "online.json").write_text(json.dumps(doc, indent=2) + "\n")
-    plot(results, out / "online.png")
+    plot([r for r in results if r["rows"] == 1], out / "online.png")
     for k, v in ratios.items():
         print(f"{k}: {v['throughput_x']:.1f}x mlflow throughput, p99 {v['p99_fraction']:.2f} of mlflow's")
     return 0
