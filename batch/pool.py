@@ -91,31 +91,58 @@ def pool_size(requested: int, local: bool) -> int:
 
 
 class Pool:
-    def __init__(self, cfg: WorkerConfig, size: int, spread: bool) -> None:
+    """The actors: `launch()` starts them with the environment only (they import the model runtime
+    at once), `load(cfg)` hands them the model, `start()` waits until every one can score."""
+
+    def __init__(self, env: dict[str, str], size: int, spread: bool, inherit_env: bool = False) -> None:
         import ray
 
-        from batch.ship import attach, wanted
-
-        # on a cluster, actors may run where the driver's model cache does not exist: ship the folders
-        self.cfg = attach(cfg) if wanted(on_cluster=spread) else cfg
+        self.env = env
         self.size = size
         self.spread = spread
+        # a runtime_env of its own makes Ray start a fresh worker process for each actor; when the
+        # workers Ray started with this driver already have exactly this environment, they are used
+        self.inherit_env = inherit_env
         self._cls = ray.remote(ScoringWorker)
+        self.cfg: WorkerConfig | None = None
         self.actors: list[Actor] = []
         self.replaced = 0
         self.infos: list[ActorInfo] = []
+        self.launched_at = 0.0  # time.monotonic() when the first actor was asked for
 
     def _new(self) -> Actor:
-        opts: dict[str, Any] = {"num_cpus": ACTOR_CPUS, "max_restarts": 0, "max_task_retries": 0,
-                                "runtime_env": {"env_vars": dict(self.cfg.env)}}
+        opts: dict[str, Any] = {"num_cpus": ACTOR_CPUS, "max_restarts": 0, "max_task_retries": 0}
+        if not self.inherit_env:
+            opts["runtime_env"] = {"env_vars": dict(self.env)}
         if self.spread:
             opts["scheduling_strategy"] = "SPREAD"
-        return self._cls.options(**opts).remote(self.cfg)
+        actor: Actor = self._cls.options(**opts).remote(None, self.env)
+        if self.cfg is not None:
+            actor.load.remote(self.cfg)  # an actor runs its calls in order: loaded before ready()
+        return actor
+
+    def launch(self) -> None:
+        """Start the actors (no model yet): idempotent."""
+        if not self.actors:
+            self.launched_at = time.monotonic()
+        while len(self.actors) < self.size:
+            self.actors.append(self._new())
+
+    def load(self, cfg: WorkerConfig) -> None:
+        """Hand the model and the job's settings to every actor (started now if not yet)."""
+        from batch.ship import attach, wanted
+
+        # on a cluster, actors may run where the driver's model cache does not exist: ship the folders
+        self.cfg = attach(cfg) if wanted(on_cluster=self.spread) else cfg
+        for a in self.actors:
+            a.load.remote(self.cfg)
+        self.launch()
 
     def start(self, timeout: float) -> list[Actor]:
+        """Wait until every actor has loaded the model; PoolError when one cannot."""
         import ray
 
-        self.actors = [self._new() for _ in range(self.size)]
+        assert self.cfg is not None, "load() first"
         refs = {a.ready.remote(): a for a in self.actors}
         deadline = time.monotonic() + timeout
         pending = list(refs)
@@ -146,7 +173,7 @@ class Pool:
             ray.kill(actor, no_restart=True)
         if actor in self.actors:
             self.actors.remove(actor)
-        new = self._new()
+        new = self._new()  # loads the model: self.cfg is set once the pool has started
         self.actors.append(new)
         self.replaced += 1
         return new, new.ready.remote()

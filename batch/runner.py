@@ -84,9 +84,11 @@ def _signature(local_path: Path) -> Any:
         return None
 
 
-def _actor_env(spec_env: dict[str, str]) -> dict[str, str]:
+def _actor_env(spec: BatchDeployment) -> dict[str, str]:
+    """The actors' environment: telemetry off, the driver's registry, the deployment's variables."""
     from scorer.environment import TELEMETRY_OFF
 
+    spec_env: dict[str, str] = spec.environment_variables
     env = dict(TELEMETRY_OFF)
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "SCORER_STATE_DIR"):
         if os.environ.get(key):
@@ -133,18 +135,27 @@ class _Job:
     text: TextOptions
 
 
-def _prepare(args: JobArgs, out_dir: Path) -> _Job:
-    """Everything that can fail with exit 2, before Ray starts."""
-    spec = _load_spec(args)
-    mode = spec.effective_input_mode
+def _check_spec(args: JobArgs, spec: BatchDeployment) -> None:
+    """What the deployment alone gets wrong (exit 2), found before anything starts."""
     code = spec.code_configuration
     script = code.scoring_script if code else None
-    if mode == "files" and not script:
+    if spec.effective_input_mode == "files" and not script:
         raise Invalid("input_mode: files needs code_configuration.scoring_script (its run() gets lists of paths)")
     if not spec.model and not script:
         raise Invalid("the deployment names no model and no scoring script: nothing would score")
     if spec.output_action == "summary_only" and args.keep_columns:
         log.warning("--keep-columns has no effect with output_action: summary_only")
+
+
+def _prepare(args: JobArgs, out_dir: Path, spec: BatchDeployment | None = None) -> _Job:
+    """The model, the inputs and the actors' config: what else can fail with exit 2 before anything
+    is scored (in a thread, while Ray starts: batch/startup.py). Loads the spec when not given."""
+    if spec is None:
+        spec = _load_spec(args)
+        _check_spec(args, spec)
+    mode = spec.effective_input_mode
+    code = spec.code_configuration
+    script = code.scoring_script if code else None
     resolved = _resolve(spec.model) if spec.model else None
     signature = _signature(resolved.local_path) if resolved else None
     try:
@@ -174,7 +185,7 @@ def _prepare(args: JobArgs, out_dir: Path) -> _Job:
     cfg = WorkerConfig(mode=mode, fmt=fmt, schema=schema, read_columns=read_cols, model_columns=model_cols,
                        keep_columns=list(args.keep_columns), resolved=resolved,
                        code_dir=str(code.code) if code else None, script=script,
-                       env=_actor_env(spec.environment_variables), log_level=spec.logging_level, text=text)
+                       env=_actor_env(spec), log_level=spec.logging_level, text=text)
     return _Job(spec, files, fmt, mode, resolved, header, cfg, text)
 
 
@@ -298,29 +309,51 @@ class _Exit(Exception):
 
 
 def _run_job(args: JobArgs) -> int:
-    """Prepare, open the output (fresh, overwrite or resume), plan, score, summarise."""
+    """Check the spec, then prepare (thread) while Ray and the actors start, score, summarise."""
     t0 = time.monotonic()
     started_at = _now()
     try:
         try:
             out_dir = check_output_path(args.output)
-            job = _prepare(args, out_dir)
+            spec = _load_spec(args)
+            _check_spec(args, spec)
         except (Invalid, OutputPathError) as exc:
             raise _Exit(str(exc)) from None
-        journal = Journal(out_dir)
-        committed, fresh = _open_output(args, out_dir, job.spec.output_file_name, job.header, journal)
-        planned, skipped_weight = _plan(job, committed)
-        try:
-            probe_output(out_dir)
-        except OutputPathError as exc:
-            raise _Exit(str(exc)) from None
-        run = _JobRun(args, job, out_dir, journal, committed, fresh, skipped_weight)
-        run.execute(planned)
+        run = _JobRun(args, spec, out_dir, t0)
+        run.execute()
     except _Exit as exc:
         print(f"scorer batch: {exc}", file=sys.stderr)
         return exc.code
     summary = run.summary(t0, started_at)
     return run.report(summary)
+
+
+@dataclass
+class _Ready:
+    """What the preparation settled: the job, its output opened, the mini-batches left to score."""
+
+    job: _Job
+    journal: Journal
+    committed: Committed
+    fresh: bool
+    planned: Iterator[MiniBatch]
+    skipped_weight: int
+
+
+def _get_ready(args: JobArgs, spec: BatchDeployment, out_dir: Path) -> _Ready:
+    """Everything after the spec that can fail with exit 2 (`_Exit`), in the order it always ran."""
+    try:
+        job = _prepare(args, out_dir, spec)
+    except (Invalid, OutputPathError) as exc:
+        raise _Exit(str(exc)) from None
+    journal = Journal(out_dir)
+    committed, fresh = _open_output(args, out_dir, job.spec.output_file_name, job.header, journal)
+    planned, skipped_weight = _plan(job, committed)
+    try:
+        probe_output(out_dir)
+    except OutputPathError as exc:
+        raise _Exit(str(exc)) from None
+    return _Ready(job, journal, committed, fresh, planned, skipped_weight)
 
 
 def _open_output(args: JobArgs, out_dir: Path, output_file: str, header: dict[str, Any],
@@ -369,21 +402,21 @@ def _plan(job: _Job, committed: Committed) -> tuple[Iterator[MiniBatch], int]:
 
 
 class _JobRun:
-    """The part of a job that runs on Ray: start the pool, open the writer, schedule, settle the
-    outcome into a status; then the summary and the exit code."""
+    """The part of a job that runs on Ray: start Ray and the pool while the job is prepared, open
+    the writer, schedule, settle the outcome into a status; then the summary and the exit code."""
 
-    def __init__(self, args: JobArgs, job: _Job, out_dir: Path, journal: Journal, committed: Committed,
-                 fresh: bool, skipped_weight: int) -> None:
+    def __init__(self, args: JobArgs, spec: BatchDeployment, out_dir: Path, t0: float) -> None:
         from batch.scheduler import Counters
 
         self.args = args
-        self.job = job
-        self.spec = job.spec
+        self.spec = spec
         self.out_dir = out_dir
-        self.journal = journal
-        self.committed = committed
-        self.fresh = fresh
-        self.skipped_weight = skipped_weight
+        self.t0 = t0
+        self.job: _Job
+        self.journal: Journal | None = None
+        self.committed = Committed()
+        self.fresh = True
+        self.skipped_weight = 0
         self.status = "failed"
         self.message = ""
         self.counters = Counters()
@@ -392,22 +425,47 @@ class _JobRun:
         self.address = ""
         self.requested = self.spec.resources.instance_count * self.spec.max_concurrency_per_instance
         self.size = self.requested
-        self.ray_start_s = self.pool_start_s = self.scoring_s = 0.0
+        self.ray_start_s = self.pool_start_s = self.scoring_s = self.startup_s = 0.0
 
-    def execute(self, planned: Iterator[MiniBatch]) -> None:
-        """Start Ray and the pool, score, settle the status; Ray, the pool and the journal are
-        released whatever happens. A pool that cannot start ends the job with exit 2."""
+    def _take(self, ready: _Ready) -> Iterator[MiniBatch]:
+        self.job, self.journal, self.committed = ready.job, ready.journal, ready.committed
+        self.fresh, self.skipped_weight = ready.fresh, ready.skipped_weight
+        return ready.planned
+
+    def execute(self) -> None:
+        """Prepare the job in a thread while Ray starts and the actors import the model runtime;
+        then load the model, score, settle the status. Ray, the pool and the journal are released
+        whatever happens. A preparation or pool that fails ends the job with exit 2."""
         import ray
 
         from batch.pool import start_ray
+        from batch.startup import Background, worth_starting
         from batch.writer import OutputWriteError
 
+        args = self.args
+        prep = Background(lambda: _get_ready(args, self.spec, self.out_dir))
+        if not worth_starting(args.inputs, _previous_job(self.out_dir, self.spec.output_file_name), args.resume,
+                              args.overwrite):
+            prep.result()  # it raises the exit 2 here, before Ray starts
+        env = _actor_env(self.spec)
+        before = dict(os.environ)  # what the workers of a Ray started now inherit
         t_ray = time.monotonic()
-        started_here, self.address = start_ray(self.args.address, self.spec.logging_level == "debug")
+        try:
+            started_here, self.address = start_ray(args.address, self.spec.logging_level == "debug")
+        except Exception:
+            prep.result()  # a problem with the job comes first (exit 2), as when it was found before Ray
+            raise
         self.ray_start_s = time.monotonic() - t_ray
         try:
+            self._new_pool(env, inherit_env=started_here and args.address is None
+                           and all(before.get(k) == v for k, v in env.items()))
+            assert self.pool is not None
+            if started_here and args.address is None:  # a Ray of its own: the actors warm while the
+                self.pool.launch()  # thread still prepares (on a shared Ray, a job that exits 2 starts none)
+            planned = self._take(prep.result())
             self._start_pool()
             writer = self._open_writer()
+            self.startup_s = time.monotonic() - self.t0
             outcome = self._schedule(planned, writer)
             self._settle(outcome, writer)
         except OutputWriteError as exc:  # before scoring: the journal or the output could not be opened
@@ -417,22 +475,29 @@ class _JobRun:
         finally:
             if self.pool is not None:
                 self.pool.kill_all()
-            with contextlib.suppress(OSError):
-                self.journal.close()
+            if self.journal is not None:
+                with contextlib.suppress(OSError):
+                    self.journal.close()
             if started_here:
                 ray.shutdown()
 
-    def _start_pool(self) -> None:
-        from batch.pool import Pool, PoolError, pool_size
+    def _new_pool(self, env: dict[str, str], inherit_env: bool) -> None:
+        from batch.pool import Pool, pool_size
 
         self.size = pool_size(self.requested, local=self.args.address is None)
-        self.pool = Pool(self.job.cfg, self.size, spread=self.args.address is not None)
-        t_pool = time.monotonic()
+        self.pool = Pool(env, self.size, spread=self.args.address is not None, inherit_env=inherit_env)
+
+    def _start_pool(self) -> None:
+        """Hand the model to the actors (started now if not yet) and wait until they can score."""
+        from batch.pool import PoolError
+
+        assert self.pool is not None
+        self.pool.load(self.job.cfg)
         try:
             self.pool.start(timeout=float(os.environ.get("SCORER_BATCH_START_TIMEOUT", "180")))
         except PoolError as exc:
             raise _Exit(str(exc)) from None
-        self.pool_start_s = time.monotonic() - t_pool
+        self.pool_start_s = time.monotonic() - self.pool.launched_at
         log.info("pool of %d actors ready in %.1f s (Ray at %s)", self.size, self.pool_start_s, self.address)
 
     def _open_writer(self) -> OrderedWriter:
@@ -440,14 +505,16 @@ class _JobRun:
         held back for the summary, and the writer that commits mini-batches in order."""
         from batch.writer import OrderedWriter, writing
 
+        journal = self.journal
+        assert journal is not None
         with writing(self.out_dir):
             self.out_dir.mkdir(parents=True, exist_ok=True)
             if not self.fresh:
-                self.journal.truncate_to(self.committed)
-            self.journal.start(self.job.header, self.fresh)
+                journal.truncate_to(self.committed)
+            journal.start(self.job.header, self.fresh)
             reserve_summary_space(self.out_dir)
             output_file = self.spec.output_file_name if self.spec.output_action == "append_row" else None
-            self.writer = OrderedWriter(self.out_dir, self.journal, output_file, self.spec.output_format,
+            self.writer = OrderedWriter(self.out_dir, journal, output_file, self.spec.output_format,
                                         self.committed)
         return self.writer
 
@@ -498,7 +565,7 @@ class _JobRun:
                 self.status = "completed_with_errors" if self.committed.failed + self.counters.items_failed \
                     else "completed"
                 with writing(self.out_dir):
-                    self.journal.finish(self.status)
+                    writer.journal.finish(self.status)
             except OutputWriteError as exc:
                 self.message, self.status = str(exc), "output_error"
         elif outcome == "interrupted":
@@ -545,7 +612,8 @@ class _JobRun:
             "splits": counters.splits,
             "blank_lines": committed.blank_lines + counters.blank_lines,
             "durations": {"total_s": round(time.monotonic() - t0, 3), "ray_start_s": round(self.ray_start_s, 3),
-                          "pool_start_s": round(self.pool_start_s, 3), "scoring_s": round(scoring_s, 3)},
+                          "pool_start_s": round(self.pool_start_s, 3), "startup_s": round(self.startup_s, 3),
+                          "scoring_s": round(scoring_s, 3)},
             "rows_per_second": round(counters.items / scoring_s, 1) if scoring_s > 0 else None,
             "ray_address": self.address, "pool": {"requested": self.requested, "actors": self.size,
                                                   "replaced": pool.replaced if pool else 0,

@@ -69,23 +69,43 @@ class ScoreReply(TypedDict):
 
 
 class ScoringWorker:
-    def __init__(self, cfg: WorkerConfig) -> None:
-        os.environ.update(cfg.env)
+    """Started with `env` only, it imports the model runtime at once (the actors warm while the
+    driver still prepares the job); `load(cfg)` then loads the model. `ScoringWorker(cfg)` does both."""
+
+    def __init__(self, cfg: WorkerConfig | None = None, env: dict[str, str] | None = None) -> None:
+        os.environ.update(cfg.env if cfg is not None else env or {})
         from scorer.environment import configure
 
         configure()
-        self.cfg = cfg
+        self.cfg = cfg if cfg is not None else WorkerConfig("tabular", None, None, None, None)
         self.runtime: ModelRuntime | None = None
         self._headers: dict[str, bytes] = {}
         self._parquet: OrderedDict[str, Any] = OrderedDict()
         self._groups: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
         self._last: tuple[str, Read] | None = None
-        self.init_error: str | None = None
+        self.init_error: str | None = "the model is not loaded yet"
+        if cfg is not None:
+            self.load(cfg)
+            return
+        try:  # what every load needs: paid while the driver resolves the model and plans
+            import pandas  # noqa: F401
+
+            import scorer.models.runtime  # noqa: F401
+        except Exception as exc:  # the load reports it
+            self.init_error = f"{type(exc).__name__}: {exc}"
+
+    def load(self, cfg: WorkerConfig) -> None:
+        """Load the model (or `init()` the script); a failure is kept for ready() (the driver exits 2)."""
+        os.environ.update(cfg.env)
+        self.cfg = cfg
+        self.init_error = None
         try:
             from scorer.models.runtime import load_runtime
 
             cfg = self.cfg = _local_folders(cfg)
             resolved = cfg.resolved
+            if resolved is not None and not cfg.script:
+                _import_loader_first(resolved.local_path)
             self.runtime = load_runtime(model_dir=resolved.local_path if resolved else None, code_dir=cfg.code_dir,
                                         script=cfg.script, name=resolved.ref.raw if resolved else None)
         except Exception as exc:  # reported by ready(): the driver exits 2
@@ -219,6 +239,23 @@ def _local_folders(cfg: WorkerConfig) -> WorkerConfig:
     if cfg.code_shipped is not None and cfg.code_dir:
         changes["code_dir"] = str(unpack(cfg.code_shipped))
     return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def _import_loader_first(model_dir: str | os.PathLike[str]) -> None:
+    """Import the library that loads a skops-saved scikit-learn model before MLflow: at import,
+    skops looks for each type it trusts in every loaded module, and MLflow's 2,000 make that about
+    0.5 s slower per actor (docs/performance.md). A problem here is left to the load itself."""
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        flavors = (yaml.safe_load((Path(model_dir) / "MLmodel").read_text()) or {}).get("flavors") or {}
+        if (flavors.get("sklearn") or {}).get("serialization_format") == "skops":
+            importlib.import_module("skops.io")
+    except Exception:
+        return
 
 
 def _error(exc: Exception, t0: float) -> ScoreReply:
