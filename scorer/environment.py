@@ -50,3 +50,15 @@ def configure() -> str:
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ.setdefault("MLFLOW_REGISTRY_URI", uri)
     return uri
+
+
+def settle_heap() -> None:
+    """Move what start-up left alive (MLflow, pandas, the model, the endpoint state) out of the
+    garbage collector's reach, once a server is about to serve. A full collection walks every
+    object: about 80 ms in a router on the dev machine, a stall every request in flight pays (the
+    p99 at 64 connections). Frozen objects are never scanned or freed; what later requests
+    allocate is collected as usual."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

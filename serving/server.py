@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from scorer.environment import settle_heap
 from scorer.spec.models import Endpoint
 from serving import desired_state
 from serving.app import build_app
@@ -122,6 +123,7 @@ async def serve(spec: Endpoint, host: str, port: int, auth: Auth, key_hint: str 
             watcher.start()
         settings = Settings.from_env(limits)
         app = build_app(plane, settings)
+        settle_heap()
         connections = Connections(limits, Gate(plane))
         tls = {"ssl_certfile": str(limits.certfile), "ssl_keyfile": str(limits.keyfile)} if limits.certfile else {}
         config = uvicorn.Config(app, host=host, port=port, loop="none", http=protocol_class(connections),

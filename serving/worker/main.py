@@ -151,7 +151,7 @@ def replica_main(cfg: ReplicaConfig, socket_path: str, status: Any) -> None:
     started = time.perf_counter()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the router, which stops us
     os.environ.update(cfg.environment)
-    from scorer.environment import configure
+    from scorer.environment import configure, settle_heap
 
     configure()
     from serving import logs
@@ -171,6 +171,7 @@ def replica_main(cfg: ReplicaConfig, socket_path: str, status: Any) -> None:
         log.warning("deployment %s: warm-up on the input example failed: %s", cfg.deployment, exc)
     warmed = time.perf_counter()
     server = ReplicaServer(scorer, cfg)
+    settle_heap()
 
     async def serve() -> None:
         with contextlib.suppress(FileNotFoundError):

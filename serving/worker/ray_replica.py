@@ -16,6 +16,7 @@ import os
 import time
 from typing import Any
 
+from scorer.environment import settle_heap
 from scorer.models.ship import Shipped, unpack
 from serving.worker.config import ReplicaConfig
 
@@ -59,6 +60,7 @@ class RayReplica:
             log.warning("deployment %s: warm-up on the input example failed: %s", cfg.deployment, exc)
         warmed = time.perf_counter()
         server = ReplicaServer(scorer, cfg)
+        settle_heap()
         node_ip: Any = ray.util.get_node_ip_address  # untyped in Ray
         host = str(node_ip())
         self._server = await start_tcp(server, host, 0, secret)
