@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import platform
 import re
 from dataclasses import dataclass
 from importlib import metadata
@@ -88,7 +89,15 @@ def load_pyfunc(model_dir: Path, name: str, check_requirements: bool = True) -> 
         mismatches = requirement_mismatches(model_dir)
         if mismatches:
             log.warning("model %s was saved with other package versions: %s", name, ", ".join(mismatches))
-    pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+    # MLflow's own load-time checks repeat scorer's requirement check (about 1 s a load, every
+    # replica and batch actor); the Python version check, the other one they make, is below
+    pyfunc = mlflow.pyfunc.load_model(str(model_dir), suppress_warnings=True)
+    if check_requirements:
+        saved = (pyfunc.metadata.flavors.get("python_function") or {}).get("python_version")
+        running = platform.python_version()
+        if saved and str(saved).split(".")[:2] != running.split(".")[:2]:
+            log.warning("model %s was saved with Python %s; this is Python %s and it may not load or "
+                        "predict alike", name, saved, running)
     example = None
     try:
         example = pyfunc.metadata.load_input_example(str(model_dir))

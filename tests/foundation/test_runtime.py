@@ -145,3 +145,20 @@ def test_a_params_schema_keeps_mlflows_own_predict(tmp_path: Path) -> None:
     with_params = MlflowRuntime.load(tmp_path / "with_params")
     assert with_params._exact is None
     assert np.allclose(np.asarray(with_params.predict_exact(x)), model.predict(x))
+
+
+def test_a_model_saved_with_another_python_warns_once_in_our_words(blue: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """MLflow's own load-time warnings are off (they repeat our requirement check, ~1 s a load);
+    the Python version check they also made is ours now."""
+    copy = tmp_path / "m"
+    shutil.copytree(blue, copy)
+    mlmodel = copy / "MLmodel"
+    text = mlmodel.read_text()
+    assert "python_version: 3.11" in text
+    mlmodel.write_text(text.replace("python_version: 3.11", "python_version: 3.8"))
+    with caplog.at_level(logging.WARNING):
+        MlflowRuntime.load(copy, name="old")
+    ours = [r for r in caplog.records if "was saved with Python 3.8" in r.getMessage()]
+    assert len(ours) == 1 and ours[0].name == "scorer.models"
+    assert not [r for r in caplog.records if r.name.startswith("mlflow") and "Python" in r.getMessage()]
