@@ -131,15 +131,20 @@ def _v2_infer_params(path: str) -> dict[str, str] | None:
     return None
 
 
+def internal_error(path: str, is_v2: bool) -> Response:
+    """A bug of ours: logged with its traceback, answered 500 in the route's error shape."""
+    log.exception("unexpected error on %s", path)
+    message = "internal error; see the server log"
+    body = v2.error(500, message, "INTERNAL_ERROR")[1] if is_v2 else error_body("INTERNAL_ERROR", message)
+    return Response(body, status_code=500, media_type="application/json")
+
+
 async def _serve(handler: Handler, scope: Scope, receive: Receive, send: Send, is_v2: bool) -> None:
     request = Request(scope, receive, send)
     try:
         response = await handler(request)
-    except Exception:  # a bug of ours: the answer Starlette's server_error handler gives, then the log
-        log.exception("unexpected error on %s", scope["path"])
-        message = "internal error; see the server log"
-        body = v2.error(500, message, "INTERNAL_ERROR")[1] if is_v2 else error_body("INTERNAL_ERROR", message)
-        response = Response(body, status_code=500, media_type="application/json")
+    except Exception:  # what Starlette's server_error handler would answer
+        response = internal_error(scope["path"], is_v2)
     await response(scope, receive, send)
 
 
@@ -215,10 +220,7 @@ def build_app(plane: DataPlane, settings: Settings | None = None) -> Starlette:
         return Response(body, status_code=status, media_type="application/json")
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s", request.url.path)
-        message = "internal error; see the server log"
-        body = v2.error(500, message, "INTERNAL_ERROR")[1] if is_v2(request) else error_body("INTERNAL_ERROR", message)
-        return Response(body, status_code=500, media_type="application/json")
+        return internal_error(request.url.path, is_v2(request))
 
     fast = {"/score": score_route(plane, settings, mlflow_api=False),
             "/invocations": score_route(plane, settings, mlflow_api=True)}
