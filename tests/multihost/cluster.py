@@ -19,8 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -298,3 +300,22 @@ def _quote(s: str) -> str:
     import shlex
 
     return shlex.quote(s)
+
+
+@contextlib.contextmanager
+def where_model(prefix: str, python_model: Any) -> Iterator[str]:
+    """`python_model` saved under the driver's /tmp (one float column `x`, string answers): only what
+    scorer ships through Ray reaches a node with a private /tmp. Removed afterwards."""
+    import mlflow.pyfunc
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    frame = pd.DataFrame({"x": np.arange(3, dtype=float)})
+    mlflow.pyfunc.save_model(str(root / "where"), python_model=python_model,
+                             signature=infer_signature(frame, np.array(["10.0.0.1"] * 3)))
+    try:
+        yield str(root / "where")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

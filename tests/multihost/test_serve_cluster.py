@@ -6,17 +6,15 @@ reaches the other node through Ray's object store. Each replica answers with its
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.multihost.cluster import REPO, NetnsCluster
+from tests.multihost.cluster import where_model as saved_where_model
 
 pytestmark = pytest.mark.multihost
 
@@ -38,18 +36,8 @@ def _where_model():
 
 @pytest.fixture(scope="module")
 def where_model() -> Iterator[str]:
-    """Under the driver's /tmp: only what scorer ships through Ray reaches the private node."""
-    import mlflow.pyfunc
-    import numpy as np
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    root = Path(tempfile.mkdtemp(prefix="scmh-where-", dir="/tmp"))
-    frame = pd.DataFrame({"x": np.arange(3, dtype=float)})
-    mlflow.pyfunc.save_model(str(root / "where"), python_model=_where_model(),
-                             signature=infer_signature(frame, np.array(["10.0.0.1"] * 3)))
-    yield str(root / "where")
-    shutil.rmtree(root, ignore_errors=True)
+    with saved_where_model("scmh-where-", _where_model()) as path:
+        yield path
 
 
 # runs in the head's namespace: the router listens on that namespace's 127.0.0.1

@@ -14,11 +14,9 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.multihost.cluster import REPO, NetnsCluster
+from tests.multihost.cluster import where_model as saved_where_model
 
 pytestmark = pytest.mark.multihost
 
@@ -61,18 +60,8 @@ def _where_model():
 
 @pytest.fixture(scope="module")
 def where_model() -> Iterator[str]:
-    """Under the driver's /tmp: only what scorer ships through Ray reaches the private node."""
-    import mlflow.pyfunc
-    import numpy as np
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    root = Path(tempfile.mkdtemp(prefix="scmh-failover-", dir="/tmp"))
-    frame = pd.DataFrame({"x": np.arange(3, dtype=float)})
-    mlflow.pyfunc.save_model(str(root / "where"), python_model=_where_model(),
-                             signature=infer_signature(frame, np.array(["10.0.0.1"] * 3)))
-    yield str(root / "where")
-    shutil.rmtree(root, ignore_errors=True)
+    with saved_where_model("scmh-failover-", _where_model()) as path:
+        yield path
 
 
 # Runs in the head's namespace: 32 clients, each bounded by a count and the wall clock, and a
