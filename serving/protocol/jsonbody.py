@@ -73,11 +73,16 @@ def _too_deep(what: str, limit: int) -> ScoringError:
                              "SCORER_MAX_JSON_DEPTH)")
 
 
-def loads(body: bytes | str, what: str = "request body", lenient: bool = True) -> Any:
-    """The decoded document, or ScoringError 400 naming the problem (never RecursionError)."""
+def loads(body: bytes | str, what: str = "request body", lenient: bool = True, shallow: bool = False) -> Any:
+    """The decoded document, or ScoringError 400 naming the problem (never RecursionError).
+    `shallow`: a document orjson parsed is returned without the depth walk (orjson yields no
+    out-of-range numbers and stops at 1024 levels); the caller then calls `check` on it unless it
+    recognised the whole document as one of a known, shallow shape."""
     limit = max_depth()
     try:
         doc = orjson.loads(body)
+        if shallow:
+            return doc
         # orjson yields no out-of-range numbers, and a document cannot nest deeper than it has
         # opening brackets: a small body (one-row requests) needs no walk at all
         raw = body.encode() if isinstance(body, str) else body

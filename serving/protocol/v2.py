@@ -184,8 +184,19 @@ def to_dataframe_split(body: bytes, signature: Signature,
     """(MLflow JSON body, request id) of a V2 infer request, or 400 naming the bad field. Tensor data
     comes as JSON `data` or, with `Inference-Header-Content-Length`, as binary after the JSON."""
     body, blob = _split_binary(body, header_length)
+    what = "the V2 request" if not blob else "the V2 request's JSON part"
+    doc = jsonbody.loads(body, what, shallow=True)
+    table = _plain(doc, signature) if not blob else None
+    if table is None:
+        jsonbody.check(doc, jsonbody.max_depth())  # what `_plain` did not vouch for
+        table = _general(doc, blob, signature)
+    cols, rows, rid = table
+    return orjson.dumps({"dataframe_split": {"columns": cols, "data": rows}}), rid
+
+
+def _general(doc: Any, blob: bytes, signature: Signature) -> tuple[list[str], list[list[Any]], str | None]:
+    """Every V2 request: each field checked in turn, the first bad one named in a 400."""
     offset = 0
-    doc = jsonbody.loads(body, "the V2 request" if not blob else "the V2 request's JSON part")
     if not isinstance(doc, dict):
         raise _bad(f"expected a JSON object with 'inputs'; got {type(doc).__name__}")
     inputs = doc.get("inputs")
@@ -243,7 +254,69 @@ def to_dataframe_split(body: bytes, signature: Signature,
         if len(set(cols)) != len(cols):
             raise _bad("inputs: the same name appears twice")
         table = [list(row) for row in zip(*(d for _, _, d in tensors), strict=True)]
-    return orjson.dumps({"dataframe_split": {"columns": cols, "data": table}}), rid
+    return cols, table, rid
+
+
+_PLAIN_REQUEST = frozenset({"inputs", "id", "parameters"})
+_PLAIN_TENSOR = frozenset({"name", "shape", "datatype", "data"})
+_PLAIN_TENSOR_PARAMETERS = _PLAIN_TENSOR | {"parameters"}
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _flat_parameters(node: dict[str, Any]) -> bool:
+    """No `parameters`, or a JSON object of scalars (what clients send: content_type and the like)."""
+    params = node.get("parameters")
+    return params is None or (type(params) is dict and set(map(type, params.values())) <= _SCALARS)
+
+
+def _plain(doc: Any, signature: Signature) -> tuple[list[str], list[list[Any]], str | None] | None:
+    """(columns, rows, id) of the common request, recognised cheaply: numeric tensors with flat JSON
+    `data` and nothing else, every check of the general path passing. Its depth is 4 by shape, so it
+    needs no depth walk. Anything else (an error included) is None: the general path answers it."""
+    if type(doc) is not dict or not doc.keys() <= _PLAIN_REQUEST or not _flat_parameters(doc):
+        return None
+    inputs, rid = doc.get("inputs"), doc.get("id")
+    if type(inputs) is not list or not inputs or (rid is not None and type(rid) is not str):
+        return None
+    names, shapes, datas = [], [], []
+    for t in inputs:
+        if type(t) is not dict or (t.keys() != _PLAIN_TENSOR and (
+                not _PLAIN_TENSOR <= t.keys() <= _PLAIN_TENSOR_PARAMETERS or not _flat_parameters(t)
+                or "binary_data_size" in t["parameters"])):
+            return None
+        name, shape, data = t["name"], t["shape"], t["data"]
+        if type(name) is not str or not name or type(t["datatype"]) is not str or t["datatype"] not in NUMERIC \
+                or type(shape) is not list or not shape or type(data) is not list:
+            return None
+        size = 1
+        for d in shape:
+            if type(d) is not int or d < 0:
+                return None
+            size *= d
+        if len(data) != size or not set(map(type, data)) <= _NUMBERS:
+            return None
+        names.append(name)
+        shapes.append(shape)
+        datas.append(data)
+    columns = [n for n, _ in signature.inputs]
+    if len(shapes) == 1 and len(shapes[0]) == 2:
+        rows, width = shapes[0]
+        if columns and width != len(columns):
+            return None
+        flat = datas[0]
+        return columns or [f"{names[0]}_{j}" for j in range(width)], \
+            [flat[r * width:(r + 1) * width] for r in range(rows)], rid
+    rows = shapes[0][0]
+    known = frozenset(columns)
+    for shape, name in zip(shapes, names, strict=True):
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1) or shape[0] != rows or (known and name not in known):
+            return None
+    if len(set(names)) != len(names):
+        return None
+    return names, [list(row) for row in zip(*datas, strict=True)], rid
+
+
+_NUMBERS = frozenset({int, float})
 
 
 def _datatype(values: list[Any]) -> str:
