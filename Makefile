@@ -86,8 +86,12 @@ fuzz: install
 bench-online: train
 	$(BIN)/python benchmarks/online.py
 
+# Issue 12 goal 4 in one run: scorer batch, the pandas loop and Ray Data map_batches, each a process of its
+# own, on RF(100) and LR, Parquet and CSV (2M rows), plus scorer on 8M rows for driver memory; ratios and
+# met / not met. On a quiet machine. BATCH_ARGS='--rounds 3' (medians) or '--quick' (a smoke run).
+BATCH_ARGS ?=
 bench-batch: train
-	$(BIN)/python benchmarks/batch_bench.py
+	$(BIN)/python benchmarks/batch_bench.py $(BATCH_ARGS)
 
 # Goodput under a 10x flood of 429s and of 401s, against goodput at capacity (needs wrk).
 bench-flood: train
