@@ -32,13 +32,14 @@ def test_goals_ratios_and_verdicts(bench):
     rf = {"ref": "m:/rf", "label": "RandomForestClassifier(100)"}
     lr = {"ref": "m:/lr", "label": "LogisticRegression"}
     medians = {
-        ("m:/rf", "parquet", "scorer"): _cell(10, 1, 300, beyond=1.2),
+        ("m:/rf", "parquet", "scorer"): {**_cell(10, 1, 300, beyond=1.2), "private_peak_mb": 190},
         ("m:/rf", "parquet", "loop"): _cell(15, 1.5),
         ("m:/rf", "parquet", "raydata"): _cell(40, 30),
         ("m:/lr", "parquet", "scorer"): _cell(8, 0.5, beyond=2.0),
         ("m:/lr", "parquet", "loop"): _cell(6, 0.6),
     }
-    got = {g["goal"]: g for g in bench.goals(medians, rf, lr, ["parquet"], {"peak_mb": 360}, 4)}
+    got = {g["goal"]: g for g in bench.goals(medians, rf, lr, ["parquet"], {"peak_mb": 360, "private_peak_mb": 199.5},
+                                             4)}
     rfp = "RandomForestClassifier(100) parquet: "
     assert got[rfp + "whole process vs pandas loop"]["value"] == pytest.approx(1.5)
     assert got[rfp + "whole process vs pandas loop"]["met"] is True
@@ -49,6 +50,8 @@ def test_goals_ratios_and_verdicts(bench):
     assert got["LogisticRegression parquet: scoring phase vs pandas loop"]["value"] == pytest.approx(1.2)
     memory = got["driver peak at 4x rows / at 1x (Parquet)"]
     assert memory["value"] == pytest.approx(1.2) and memory["met"] is False
+    private = got["driver private (RssAnon) peak at 4x rows / at 1x (Parquet)"]
+    assert private["value"] == pytest.approx(1.05) and private["met"] is True
 
 
 def test_missing_cells_are_not_applicable(bench):
