@@ -119,15 +119,15 @@ class MlflowScorer:
         if len(keys) != 1:
             raise ScoringError(400, f"{ss.REQUIRED_INPUT_FORMAT} (or Azure ML's input_data); "
                                f"received fields {sorted(doc)}")
+        if self.fast is not None and keys[0] == "dataframe_split" and "params" not in doc:
+            fast = self.fast.frame(doc["dataframe_split"])  # a frame it builds passes every shape check
+            if fast is not None:
+                return fast, None
         check_payload(keys[0], doc[keys[0]], self.schema)
         params = doc.get("params")
         if params is not None and not isinstance(params, dict):
             raise ScoringError(400, f"params: expected a JSON object, got {type(params).__name__}",
                                "INVALID_PARAMETER_VALUE")
-        if self.fast is not None and keys[0] == "dataframe_split" and "params" not in doc:
-            fast = self.fast.frame(doc["dataframe_split"])
-            if fast is not None:
-                return fast, None
         try:
             parsed = ss._parse_json_data(doc, self.metadata, self.schema)
         except ScoringError:
