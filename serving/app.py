@@ -56,6 +56,8 @@ def score_route(plane: DataPlane, settings: Settings, mlflow_api: bool) -> Calla
             out["x-model-version"] = dep.version
             plane.check_room(dep)  # before the body: a refused body is never read
             body = await read_body(request, settings)
+            dep = plane.current(dep, pinned)
+            out[PIN_HEADER], out["x-model-version"] = dep.name, dep.version
             reply, payload = await plane.forward(dep, body, content_type, started)
         except ScoringError as err:
             if err.status >= 408 and err.status not in (413, 415, 429, 499):

@@ -62,6 +62,15 @@ class DataPlane:
                                f"{PIN_HEADER} header")
         return state.deployments[name]
 
+    def current(self, dep: DeploymentState, pinned: str | None) -> DeploymentState:
+        """`dep`, or the deployment chosen again when a reload swapped `dep` out while the request's
+        body was read: a retired deployment stops once the requests it admitted are done, so one
+        that reaches it later would find no replica. Call it with no await before `forward`, so
+        the request is admitted (and the drain waits for it) before a swap can happen."""
+        if self.state.deployments.get(dep.name) is dep:
+            return dep
+        return self.choose(pinned)
+
     @staticmethod
     def check_room(dep: DeploymentState) -> None:
         """429 / 503 now, before the body is read, when the deployment cannot take the request."""

@@ -178,8 +178,14 @@ def v2_routes(plane: DataPlane, settings: Settings) -> list[Route]:
             out["azureml-model-deployment"] = dep_name
             out["x-model-version"] = dep.version
             plane.check_room(dep)  # before the body: a refused body is never read
+            raw = await read_body(request, settings)
+            if plane.state.deployments.get(dep_name) is not dep:  # a reload swapped it out meanwhile
+                dep_name, pinned = resolve(name, pick=True)
+                dep_name = check_version(name, dep_name, request)
+                dep = plane.state.deployments[dep_name]
+                out["azureml-model-deployment"], out["x-model-version"] = dep_name, dep.version
             sig = signature(dep_name)
-            body, v2_id = v2.to_dataframe_split(await read_body(request, settings), sig, length)
+            body, v2_id = v2.to_dataframe_split(raw, sig, length)
             reply, payload = await plane.forward(dep, body, JSON, started)
         except ScoringError as err:
             plane.record(rid, out, err.status, started, headers)

@@ -3,10 +3,14 @@ reload keeps the old model; runtime traffic survives a reload; SIGHUP reloads to
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -88,6 +92,39 @@ def test_version_swap_under_load_fails_no_request(reload_server, demo_registry: 
     assert failures == []
     assert versions[0] == "1" and versions[-1] == "2"
     wait_for(lambda: len(admin(srv)["deployments"]["blue"]["replicas"]) == 1)
+
+
+@pytest.mark.parametrize("route", ["/score", "/v2/models/reloads/infer"])
+def test_a_body_that_arrives_after_the_swap_goes_to_the_new_deployment(reload_server, demo_registry: str,
+                                                                        route: str) -> None:
+    """A request picks its deployment when its head arrives. When a reload swaps that deployment
+    out and stops it while the body is still on its way, the request goes to the new deployment:
+    it is not lost to a 503 of the stopped one."""
+    srv, path = reload_server
+    old = admin(srv)["deployments"]["blue"]["model_version"]
+    new = "1" if old == "2" else "2"
+    split = split_body(1, 3)["dataframe_split"]
+    tensors = [{"name": c, "shape": [1], "datatype": "FP64", "data": [split["data"][0][i]]}
+               for i, c in enumerate(split["columns"])]
+    doc = split_body(1, 3) if route == "/score" else {"inputs": tensors}
+    body = json.dumps(doc).encode()
+    url = urlsplit(srv.url)
+    with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+        sock.sendall(f"POST {route} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\nAuthorization: {srv.headers['Authorization']}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        time.sleep(0.5)  # the router has the head: it chose `blue`, the old one, and waits for the body
+        stopped = srv.logs().count("drained and stopped")
+        _write(path, demo_registry, int(new))
+        assert _reload(srv).status_code == 200
+        assert wait_for(lambda: srv.logs().count("drained and stopped") > stopped, timeout=60), "old blue never stopped"
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("HTTP/1.1 200"), answer[:500]
+    assert f"x-model-version: {new}" in head.lower(), head
 
 
 def test_failing_reload_keeps_the_old_model(reload_server, demo_registry: str) -> None:
