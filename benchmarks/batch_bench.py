@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -44,8 +43,10 @@ for _k, _v in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "RAY_USA
     os.environ.setdefault(_k, _v)
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.batch_peers import RESULT_TAG  # noqa: E402
+
 PEERS = REPO / "benchmarks" / "batch_peers.py"
-RESULT_TAG = "batch-peer-result: "
 TOOLS = ("scorer", "loop", "raydata")
 FORMATS = ("parquet", "csv")
 TOOL_NAMES = {"scorer": "scorer batch", "loop": "pandas loop", "raydata": "Ray Data map_batches"}
@@ -305,23 +306,17 @@ def goals(medians: dict[tuple[str, str, str], dict[str, Any]], rf: dict[str, str
 
 
 def machine() -> dict[str, Any]:
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """peers.py's description of the machine, with the date and the commit measured."""
+    from benchmarks.peers import machine as host
+
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
                                     cwd=REPO).stdout.strip())
     except OSError:
         commit, dirty = "", False
-    return {"date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "cpus": os.cpu_count(), "cpu_model": model, "git_commit": commit, "git_dirty": dirty,
-            "python": platform.python_version(), "load_avg_1m_at_start": os.getloadavg()[0]}
+    return {**host(), "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "git_commit": commit, "git_dirty": dirty}
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -374,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     big_rows = args.rows * args.scale
     big = (make_data(models[0]["ref"], big_rows, args.files, work / f"rows-{big_rows}-files-{args.files}", csv=False)
            if args.scale > 1 else None)
-    print(f"{meta['cpus']} CPUs ({meta['cpu_model']}), load {meta['load_avg_1m_at_start']:.1f}; models: "
+    print(f"{meta['cpus']} CPUs ({meta['cpu']}), load {meta['load_avg_at_start'][0]:.1f}; models: "
           + ", ".join(f"{m['label']} = {m['ref']}" for m in models), flush=True)
 
     samples: dict[tuple[str, str, str], list[dict[str, Any]]] = {}

@@ -80,6 +80,7 @@ def one_row_body(model_ref: str, folder: Path, rows: int = 1) -> Path:
     from scorer.models import load_input_example
 
     example = load_input_example(model_ref)
+    assert isinstance(example, pd.DataFrame), f"{model_ref} has no tabular input example"
     frame = pd.concat([example] * (rows // len(example) + 1), ignore_index=True).head(rows)
     path = folder / ("one-row.json" if rows == 1 else f"rows-{rows}.json")
     path.write_text(json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}))
