@@ -91,7 +91,10 @@ def _endpoint_name(given: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    return run(_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     from scorer.environment import configure
 
     configure()
@@ -112,8 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "batch":
         import batch.cli
 
-        global _quick_exit
-        _quick_exit = True
         return int(batch.cli.run_batch(args))
     if args.command == "render":
         from scorer.render.command import run_render
@@ -126,16 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-_quick_exit = False  # set by commands whose process may end without the interpreter's teardown
-
-
 def entry() -> NoReturn:
     """The `scorer` command. A batch job has closed its output, journal and summary and shut its Ray
-    down when `main` returns; the interpreter's own teardown of the Ray, gRPC, Arrow and MLflow
+    down when `run` returns; the interpreter's own teardown of the Ray, gRPC, Arrow and MLflow
     modules would still take 0.7 s of a 2-core machine, so the process ends once the exit handlers
     have run and the streams are flushed."""
-    code = main()
-    if not _quick_exit:
+    args = _parser().parse_args()
+    code = run(args)
+    if args.command != "batch":
         sys.exit(code)
     atexit._run_exitfuncs()
     logging.shutdown()

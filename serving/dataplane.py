@@ -62,14 +62,16 @@ class DataPlane:
                                f"{PIN_HEADER} header")
         return state.deployments[name]
 
+    def retired(self, dep: DeploymentState) -> bool:
+        """Whether a reload swapped `dep` out since it was chosen. A retired deployment stops once
+        the requests it admitted are done, so a request whose body was still arriving must choose
+        again; asked with no await before `forward`, so the request is admitted (and the drain
+        waits for it) before another swap can happen."""
+        return self.state.deployments.get(dep.name) is not dep
+
     def current(self, dep: DeploymentState, pinned: str | None) -> DeploymentState:
-        """`dep`, or the deployment chosen again when a reload swapped `dep` out while the request's
-        body was read: a retired deployment stops once the requests it admitted are done, so one
-        that reaches it later would find no replica. Call it with no await before `forward`, so
-        the request is admitted (and the drain waits for it) before a swap can happen."""
-        if self.state.deployments.get(dep.name) is dep:
-            return dep
-        return self.choose(pinned)
+        """`dep`, or the deployment chosen again when it was retired while the body was read."""
+        return self.choose(pinned) if self.retired(dep) else dep
 
     @staticmethod
     def check_room(dep: DeploymentState) -> None:

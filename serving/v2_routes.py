@@ -24,6 +24,7 @@ JSON = "application/json"
 
 if TYPE_CHECKING:
     from serving.dataplane import DataPlane
+    from serving.state import DeploymentState
 
 
 def background(work: Callable[[], Awaitable[None]] | None) -> BackgroundTask | None:
@@ -162,6 +163,13 @@ def v2_routes(plane: DataPlane, settings: Settings) -> list[Route]:
         ok = plane.state.deployments[dep].replicas.ready_count() > 0 and not plane.draining
         return _json({"name": name, "ready": ok}, 200 if ok else 503)
 
+    def pick(name: str, request: Request, out: dict[str, str]) -> tuple[DeploymentState, bool]:
+        """(deployment, pinned) to score a V2 infer request on, named in the answer's headers."""
+        dep_name, pinned = resolve(name, pick=True)
+        dep = plane.state.deployments[check_version(name, dep_name, request)]
+        out["azureml-model-deployment"], out["x-model-version"] = dep.name, dep.version
+        return dep, pinned
+
     async def infer(request: Request) -> Response:
         started = time.monotonic()
         headers = request.headers
@@ -172,19 +180,12 @@ def v2_routes(plane: DataPlane, settings: Settings) -> list[Route]:
             plane.auth.check(headers.get("authorization"))
             length = headers.get("inference-header-content-length")
             v2.check_media_type(headers.get("content-type"), length)
-            dep_name, pinned = resolve(name, pick=True)
-            dep_name = check_version(name, dep_name, request)
-            dep = plane.state.deployments[dep_name]
-            out["azureml-model-deployment"] = dep_name
-            out["x-model-version"] = dep.version
+            dep, pinned = pick(name, request, out)
             plane.check_room(dep)  # before the body: a refused body is never read
             raw = await read_body(request, settings)
-            if plane.state.deployments.get(dep_name) is not dep:  # a reload swapped it out meanwhile
-                dep_name, pinned = resolve(name, pick=True)
-                dep_name = check_version(name, dep_name, request)
-                dep = plane.state.deployments[dep_name]
-                out["azureml-model-deployment"], out["x-model-version"] = dep_name, dep.version
-            sig = signature(dep_name)
+            if plane.retired(dep):  # swapped out by a reload while the body was read: pick again
+                dep, pinned = pick(name, request, out)
+            sig = signature(dep.name)
             body, v2_id = v2.to_dataframe_split(raw, sig, length)
             reply, payload = await plane.forward(dep, body, JSON, started)
         except ScoringError as err:
