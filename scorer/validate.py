@@ -144,9 +144,11 @@ def _print_problems(name: str, problems: list[Problem], err: TextIO) -> None:
         print(f"  {p}", file=err)
 
 
-def run_validate(files: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr, *,
+def run_validate(files: Sequence[str], out: TextIO | None = None, err: TextIO | None = None, *,
                  offline: bool = False) -> int:
-    """Exit 0 when every file is valid, 2 otherwise; never a traceback. `offline` skips the registry."""
+    """Exit 0 when every file is valid, 2 otherwise; never a traceback. `offline` skips the registry.
+    The streams default to the process's current ones, looked up per call."""
+    out, err = out or sys.stdout, err or sys.stderr
     status = 0
     docs: dict[str, YamlDoc] = {}
     for name in dict.fromkeys(files):

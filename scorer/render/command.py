@@ -69,8 +69,10 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run_render(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """0 when written; 2 for a bad file or argument, never a traceback."""
+def run_render(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """0 when written; 2 for a bad file or argument, never a traceback. The streams default to the
+    process's current ones, looked up per call (pytest swaps them between tests)."""
+    out, err = out or sys.stdout, err or sys.stderr
     problem = _check_args(args)
     if problem:
         print(f"scorer render: {problem}", file=err)
