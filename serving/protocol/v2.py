@@ -261,6 +261,7 @@ _PLAIN_REQUEST = frozenset({"inputs", "id", "parameters"})
 _PLAIN_TENSOR = frozenset({"name", "shape", "datatype", "data"})
 _PLAIN_TENSOR_PARAMETERS = _PLAIN_TENSOR | {"parameters"}
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_NUMBERS = frozenset({int, float})
 
 
 def _flat_parameters(node: dict[str, Any]) -> bool:
@@ -315,8 +316,6 @@ def _plain(doc: Any, signature: Signature) -> tuple[list[str], list[list[Any]], 
         return None
     return names, [list(row) for row in zip(*datas, strict=True)], rid
 
-
-_NUMBERS = frozenset({int, float})
 
 
 def _datatype(values: list[Any]) -> str:
