@@ -45,24 +45,13 @@ def start_ray(address: str | None, debug: bool) -> tuple[bool, str]:
         except ConnectionError as exc:
             raise ConnectionError(_why_refused(address, exc)) from exc
     else:
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", **common)
-        _stop_autoscaler()
+        from batch.lean_ray import QUICK_CONNECT, without_unused_processes
+
+        with without_unused_processes(keep_log_monitor=debug) as left_out:
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                     _node_ip_address="127.0.0.1", _system_config=dict(QUICK_CONNECT), **common)
+        log.debug("local Ray started without %s", ", ".join(left_out) or "nothing left out")
     return True, _address(address)
-
-
-def _stop_autoscaler() -> None:
-    """A local Ray of this job's own is one node of a fixed size: its autoscaler monitor has nothing
-    to do. Stopped now, it no longer costs `ray.shutdown()` a second at the end (it ignores SIGTERM,
-    so Ray waits out its grace period before killing it). `ray.init` has no switch for it; a Ray
-    without the method keeps its monitor."""
-    import ray
-
-    node = getattr(getattr(ray, "_private", None), "worker", None)
-    kill = getattr(getattr(node, "_global_node", None), "kill_monitor", None)
-    if callable(kill):
-        with contextlib.suppress(Exception):
-            kill(check_alive=False)
 
 
 def _why_refused(address: str, exc: BaseException) -> str:

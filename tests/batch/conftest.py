@@ -25,13 +25,12 @@ PY = sys.executable
 
 @pytest.fixture(scope="session")
 def ray_session() -> str:
-    import logging
-
+    """One local Ray for the session's in-process jobs, started as a job starts its own."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level=logging.WARNING, log_to_driver=False)
-    address = ray.get_runtime_context().gcs_address
+    from batch.pool import start_ray
+
+    _, address = start_ray(None, debug=False)
     yield address
     ray.shutdown()
 

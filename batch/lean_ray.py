@@ -1,0 +1,56 @@
+"""A local Ray of the job's own, started without the processes a one-node batch job never uses.
+
+`ray.init(include_dashboard=False)` still starts three Python processes a local job has no use for:
+the dashboard's API server (with only its usage-stats module; `ray.init` waits until it has
+registered), the autoscaler monitor (a fixed one-node cluster has nothing to scale) and, when logs
+are not sent to the driver, the log monitor. On a 2-core laptop they cost about 2 CPU-seconds and
+1-2 s of `ray.init` (docs/performance.md). Ray has no switch for them, so they are skipped by
+standing in for their start-up functions during this one `ray.init`; a Ray whose internals differ
+starts them as before. Nothing here applies to a job that joins a cluster (`--address`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+# Ray's processes connect to the object store's socket with up to 10 tries 1 s apart; the raylet's
+# own first try often comes a moment before the store thread has opened it, which costs `ray.init` a
+# whole second. The same 10 s budget in 100 ms steps (docs/performance.md).
+QUICK_CONNECT: dict[str, int] = {"raylet_client_connect_timeout_milliseconds": 100,
+                                 "raylet_client_num_connect_attempts": 100}
+
+
+def _skip(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+def _no_api_server(*_args: Any, **_kwargs: Any) -> tuple[None, None]:
+    return None, None  # (dashboard url, process): Ray records neither and waits for nothing
+
+
+@contextlib.contextmanager
+def without_unused_processes(keep_log_monitor: bool) -> Iterator[list[str]]:
+    """Within the block, a local `ray.init` starts no dashboard, autoscaler monitor or (unless kept,
+    for logs sent to the driver) log monitor. Yields the names of what was left out."""
+    try:
+        from ray._private import node, services
+    except ImportError:  # a Ray laid out otherwise: everything starts
+        yield []
+        return
+    stand_ins: list[tuple[Any, str, Any]] = [(services, "start_api_server", _no_api_server),
+                                             (node.Node, "start_monitor", _skip)]
+    if not keep_log_monitor:
+        stand_ins.append((node.Node, "start_log_monitor", _skip))
+    saved: list[tuple[Any, str, Any]] = []
+    for owner, name, fn in stand_ins:
+        original = getattr(owner, name, None)
+        if callable(original):
+            saved.append((owner, name, original))
+            setattr(owner, name, fn)
+    try:
+        yield [name for _, name, _ in saved]
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
