@@ -6,12 +6,14 @@ registered), the autoscaler monitor (a fixed one-node cluster has nothing to sca
 are not sent to the driver, the log monitor. On a 2-core laptop they cost about 2 CPU-seconds and
 1-2 s of `ray.init` (docs/performance.md). Ray has no switch for them, so they are skipped by
 standing in for their start-up functions during this one `ray.init`; a Ray whose internals differ
-starts them as before. Nothing here applies to a job that joins a cluster (`--address`).
+starts them as before, and `SCORER_BATCH_LEAN_RAY=0` starts them all. Nothing here applies to a job
+that joins a cluster (`--address`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,12 @@ from typing import Any
 # whole second. The same 10 s budget in 100 ms steps (docs/performance.md).
 QUICK_CONNECT: dict[str, int] = {"raylet_client_connect_timeout_milliseconds": 100,
                                  "raylet_client_num_connect_attempts": 100}
+
+
+def lean_wanted() -> bool:
+    """`SCORER_BATCH_LEAN_RAY=0` starts a local Ray exactly as `ray.init` does (every process, Ray's
+    own connection timing): for a Ray version the stand-ins do not suit, or to compare."""
+    return os.environ.get("SCORER_BATCH_LEAN_RAY", "1").strip() != "0"
 
 
 def _skip(*_args: Any, **_kwargs: Any) -> None:

@@ -12,8 +12,8 @@ Tools (see benchmarks/batch_peers.py for the two baselines):
            job_summary.json: ray.init (`ray_start_s`), start-up beyond ray.init (`startup_s` - `ray_start_s`;
            `startup_s` runs from the job's start to its first mini-batch), scoring phase (`scoring_s`).
   loop     import mlflow, load the model, read / predict / append CSV rows file by file.
-  raydata  ray.init as scorer does it, read_parquet / read_csv, map_batches(2 actors, num_cpus=0.5,
-           batches of 100k, pandas), write_csv.
+  raydata  ray.init with the public options (127.0.0.1, no dashboard), read_parquet / read_csv,
+           map_batches(2 actors, num_cpus=0.5, batches of 100k, pandas), write_csv.
 
 Whole process: spawn to exit, measured here; peak MB: the resident memory of that process (for scorer
 and Ray Data the driver), sampled every 50 ms. Every tool's output must hold as many rows as the input

@@ -4,8 +4,10 @@ whole process (interpreter, imports, model load, Ray start) is timed as scorer's
   loop     the script a user would write instead of scorer: import mlflow, load the model, then for
            each file in sorted order read it (pyarrow.parquet / pandas.read_csv), predict, and append
            `file,row,prediction` rows to one CSV. Scoring phase: after the model load to the end.
-  raydata  Ray Data `map_batches` on a local Ray started as scorer starts it (`batch.pool.start_ray`:
-           127.0.0.1 only, quiet, telemetry off): read_parquet / read_csv, a fixed pool of 2 actors
+  raydata  Ray Data `map_batches` on a local Ray started with the `ray.init` options a Ray Data user
+           has (`batch.pool.start_ray` with SCORER_BATCH_LEAN_RAY=0: 127.0.0.1 only, no dashboard,
+           quiet, telemetry off; not scorer's lean start, which leaves out processes through Ray
+           internals): read_parquet / read_csv, a fixed pool of 2 actors
            with num_cpus=0.5 each, batches of 100k rows, pandas format, write_csv. Scoring phase:
            after ray.init to the end (the actors start inside it, as Ray Data starts them lazily).
 
@@ -93,6 +95,7 @@ def run_raydata(model_path: str, folder: Path, fmt: str, out: Path, actors: int,
     from batch.pool import start_ray
 
     t_import = time.perf_counter()
+    os.environ.setdefault("SCORER_BATCH_LEAN_RAY", "0")  # the public ray.init options only (docstring)
     start_ray(None, debug=False)
     t_ray = time.perf_counter()
     try:

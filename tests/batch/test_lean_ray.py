@@ -5,6 +5,7 @@ and (unless logs go to the driver) the log monitor, and still a Ray that runs ac
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -42,9 +43,9 @@ print("RESULT " + json.dumps({"started": started, "answer": answer, "kinds": kin
 """
 
 
-def _probe(mode: str) -> tuple[dict[str, object], str]:
+def _probe(mode: str, **env: str) -> tuple[dict[str, object], str]:
     done = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=str(REPO), capture_output=True, text=True,
-                          timeout=180)
+                          timeout=180, env={**os.environ, **env})
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT ")), done.stdout + done.stderr
@@ -63,6 +64,13 @@ def test_debug_keeps_the_log_monitor_so_actor_output_reaches_the_driver() -> Non
     assert result["kinds"]["log_monitor"] is True
     assert result["kinds"]["dashboard"] is False and result["kinds"]["autoscaler_monitor"] is False
     assert "lean-ray-probe" in output
+
+
+def test_the_knob_starts_ray_as_ray_init_does() -> None:
+    result, _ = _probe("quiet", SCORER_BATCH_LEAN_RAY="0")
+    assert result["answer"] == "LEAN-RAY-PROBE"
+    assert result["kinds"] == {"dashboard": True, "autoscaler_monitor": True, "log_monitor": True,
+                               "raylet": True, "gcs": True}
 
 
 def test_the_stand_ins_last_only_for_the_block() -> None:
