@@ -45,9 +45,18 @@ class ModelRuntime(ABC):
         """Column names of a tabular signature, in order; None when there is none."""
         return signature_columns(self.signature)
 
+    @property
+    def double_columns(self) -> tuple[str, ...] | None:
+        """The columns of an all-`double` signature, in order, else None (see `predict_exact`)."""
+        return None
+
     @abstractmethod
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """The model's raw output for `data` (a pandas frame for a tabular model)."""
+
+    def predict_exact(self, frame: Any) -> Any:
+        """`predict` for a frame already in the form the model's signature asks for."""
+        return self.predict(frame)
 
     @abstractmethod
     def encode(self, raw: Any) -> bytes:
@@ -96,6 +105,26 @@ class MlflowRuntime(ModelRuntime):
     @property
     def input_schema(self) -> Any | None:
         return self._schema
+
+    @property
+    def double_columns(self) -> tuple[str, ...] | None:
+        """The column names, in order, when the signature is all required `double` columns (a frame
+        of just those float64 columns, in that order, is what MLflow's enforcement returns as is),
+        else None."""
+        try:
+            from mlflow.types import ColSpec, DataType
+
+            schema = self._schema
+            if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
+                return None
+            names = []
+            for c in schema.inputs:
+                if not isinstance(c, ColSpec) or c.type != DataType.double or not c.required:
+                    return None
+                names.append(str(c.name))
+            return tuple(names)
+        except Exception:
+            return None
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         return self.pyfunc.predict(data, params=params) if params else self.pyfunc.predict(data)

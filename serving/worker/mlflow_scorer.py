@@ -25,23 +25,6 @@ from serving.protocol.shapes import check_payload
 EXACT = "scorer.exact"  # a frame's attrs key: built by FastSplit, already in the enforced form
 
 
-def _all_double_columns(schema: Any) -> tuple[str, ...] | None:
-    """The column names, in order, when the signature is all required `double` columns, else None."""
-    try:
-        from mlflow.types import ColSpec, DataType
-
-        if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
-            return None
-        names = []
-        for c in schema.inputs:
-            if not isinstance(c, ColSpec) or c.type != DataType.double or not c.required:
-                return None
-            names.append(str(c.name))
-        return tuple(names)
-    except Exception:
-        return None
-
-
 class FastSplit:
     """Builds the float64 DataFrame of an all-double signature directly when every value of a
     `dataframe_split` is a JSON number and its columns are the signature's: what MLflow's parser and
@@ -95,7 +78,7 @@ class MlflowScorer:
         self.runtime = runtime
         self.metadata = runtime.metadata
         self.schema = runtime.input_schema
-        columns = _all_double_columns(self.schema)
+        columns = runtime.double_columns
         self.fast = FastSplit(columns) if columns is not None else None
 
     def parse(self, body: bytes, mime: str) -> tuple[Any, dict[str, Any] | None]:
