@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from typing import Any
 # whole second. The same 10 s budget in 100 ms steps (docs/performance.md).
 QUICK_CONNECT: dict[str, int] = {"raylet_client_connect_timeout_milliseconds": 100,
                                  "raylet_client_num_connect_attempts": 100}
+NODE_WAIT_S = 30.0  # what Ray's own wait for the raylet allows
 
 
 def lean_wanted() -> bool:
@@ -38,10 +40,32 @@ def _no_api_server(*_args: Any, **_kwargs: Any) -> tuple[None, None]:
     return None, None  # (dashboard url, process): Ray records neither and waits for nothing
 
 
+def _prompt(get_node: Any) -> Any:
+    """Ray's wait for the new raylet to register asks the GCS once a second, so `ray.init` learns
+    of it up to a second late; this asks every 50 ms first, then lets Ray's own lookup answer."""
+
+    def prompt_get_node(gcs_address: str, node_id: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            from ray._private import services
+            from ray._private.state import GlobalState
+
+            state = GlobalState()
+            state._initialize_global_state(services._get_gcs_client_options(gcs_address))
+            deadline = time.monotonic() + NODE_WAIT_S
+            while time.monotonic() < deadline and not any(n.get("NodeID") == node_id for n in state.node_table()):
+                time.sleep(0.05)
+        except Exception:  # a Ray laid out otherwise: its own lookup waits as it always did
+            pass
+        return get_node(gcs_address, node_id, *args, **kwargs)
+
+    return prompt_get_node
+
+
 @contextlib.contextmanager
 def without_unused_processes(keep_log_monitor: bool) -> Iterator[list[str]]:
     """Within the block, a local `ray.init` starts no dashboard, autoscaler monitor or (unless kept,
-    for logs sent to the driver) log monitor. Yields the names of what was left out."""
+    for logs sent to the driver) log monitor, and notices its raylet promptly. Yields the names of
+    the Ray functions stood in for."""
     try:
         from ray._private import node, services
     except ImportError:  # a Ray laid out otherwise: everything starts
@@ -49,6 +73,8 @@ def without_unused_processes(keep_log_monitor: bool) -> Iterator[list[str]]:
         return
     stand_ins: list[tuple[Any, str, Any]] = [(services, "start_api_server", _no_api_server),
                                              (node.Node, "start_monitor", _skip)]
+    if callable(getattr(services, "get_node", None)):
+        stand_ins.append((services, "get_node", _prompt(services.get_node)))
     if not keep_log_monitor:
         stand_ins.append((node.Node, "start_log_monitor", _skip))
     saved: list[tuple[Any, str, Any]] = []

@@ -48,10 +48,10 @@ def start_ray(address: str | None, debug: bool) -> tuple[bool, str]:
         from batch.lean_ray import QUICK_CONNECT, lean_wanted, without_unused_processes
 
         if lean_wanted():
-            with without_unused_processes(keep_log_monitor=debug) as left_out:
+            with without_unused_processes(keep_log_monitor=debug) as stood_in:
                 ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                          _node_ip_address="127.0.0.1", _system_config=dict(QUICK_CONNECT), **common)
-            log.debug("local Ray started without %s", ", ".join(left_out) or "nothing left out")
+            log.debug("local Ray started with stand-ins for %s", ", ".join(stood_in) or "nothing")
         else:
             ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                      _node_ip_address="127.0.0.1", **common)

@@ -78,13 +78,14 @@ def test_the_stand_ins_last_only_for_the_block() -> None:
 
     from batch.lean_ray import without_unused_processes
 
-    originals = (services.start_api_server, node.Node.start_monitor, node.Node.start_log_monitor)
-    with pytest.raises(RuntimeError), without_unused_processes(keep_log_monitor=True) as left_out:
-        assert left_out == ["start_api_server", "start_monitor"]
+    originals = (services.start_api_server, node.Node.start_monitor, services.get_node, node.Node.start_log_monitor)
+    with pytest.raises(RuntimeError), without_unused_processes(keep_log_monitor=True) as stood_in:
+        assert stood_in == ["start_api_server", "start_monitor", "get_node"]
         assert services.start_api_server is not originals[0] and node.Node.start_monitor is not originals[1]
-        assert node.Node.start_log_monitor is originals[2]
+        assert services.get_node is not originals[2] and node.Node.start_log_monitor is originals[3]
         raise RuntimeError("ray.init failed")
-    assert (services.start_api_server, node.Node.start_monitor, node.Node.start_log_monitor) == originals
+    assert (services.start_api_server, node.Node.start_monitor, services.get_node,
+            node.Node.start_log_monitor) == originals
 
 
 def test_a_ray_laid_out_otherwise_starts_everything(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,7 +94,7 @@ def test_a_ray_laid_out_otherwise_starts_everything(monkeypatch: pytest.MonkeyPa
     from batch.lean_ray import without_unused_processes
 
     monkeypatch.delattr(services, "start_api_server")
-    with without_unused_processes(keep_log_monitor=False) as left_out:
-        assert left_out == ["start_monitor", "start_log_monitor"]
+    with without_unused_processes(keep_log_monitor=False) as stood_in:
+        assert stood_in == ["start_monitor", "get_node", "start_log_monitor"]
         assert not hasattr(services, "start_api_server")
     assert node.Node.start_monitor.__name__ == "start_monitor"
