@@ -23,7 +23,9 @@ from typing import Any
 # whole second. The same 10 s budget in 100 ms steps (docs/performance.md).
 QUICK_CONNECT: dict[str, int] = {"raylet_client_connect_timeout_milliseconds": 100,
                                  "raylet_client_num_connect_attempts": 100}
-NODE_WAIT_S = 30.0  # what Ray's own wait for the raylet allows
+# how long the prompt lookup asks before it hands over to Ray's own wait (which then allows its
+# usual 30 s): a raylet that never registers is reported at most this much later than before
+NODE_WAIT_S = 10.0
 
 
 def lean_wanted() -> bool:
