@@ -51,10 +51,11 @@ def _prompt(get_node: Any) -> Any:
             from ray._private import services
             from ray._private.state import GlobalState
 
-            state = GlobalState()
-            state._initialize_global_state(services._get_gcs_client_options(gcs_address))
+            state = GlobalState()  # type: ignore[no-untyped-call]  # Ray's internals are untyped
+            state._initialize_global_state(services._get_gcs_client_options(gcs_address))  # type: ignore[no-untyped-call]
             deadline = time.monotonic() + NODE_WAIT_S
-            while time.monotonic() < deadline and not any(n.get("NodeID") == node_id for n in state.node_table()):
+            while time.monotonic() < deadline and not any(
+                    n.get("NodeID") == node_id for n in state.node_table()):  # type: ignore[no-untyped-call]
                 time.sleep(0.05)
         except Exception:  # a Ray laid out otherwise: its own lookup waits as it always did
             pass
