@@ -86,6 +86,7 @@ class MlflowRuntime(ModelRuntime):
         self._schema = self.metadata.get_input_schema()
         self._to_json: Callable[..., None] = scoring_server.predictions_to_json
         self._exact = self._exact_predict_fn()
+        self._doubles = _double_columns(self._schema)
 
     @classmethod
     def load(cls, model_dir: str | Path, *, name: str | None = None, code_dir: str | Path | None = None,
@@ -108,23 +109,7 @@ class MlflowRuntime(ModelRuntime):
 
     @property
     def double_columns(self) -> tuple[str, ...] | None:
-        """The column names, in order, when the signature is all required `double` columns (a frame
-        of just those float64 columns, in that order, is what MLflow's enforcement returns as is),
-        else None."""
-        try:
-            from mlflow.types import ColSpec, DataType
-
-            schema = self._schema
-            if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
-                return None
-            names = []
-            for c in schema.inputs:
-                if not isinstance(c, ColSpec) or c.type != DataType.double or not c.required:
-                    return None
-                names.append(str(c.name))
-            return tuple(names)
-        except Exception:
-            return None
+        return self._doubles
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         return self.pyfunc.predict(data, params=params) if params else self.pyfunc.predict(data)
@@ -156,6 +141,24 @@ class MlflowRuntime(ModelRuntime):
         out = StringIO()
         self._to_json(raw, out)
         return out.getvalue().encode()
+
+
+def _double_columns(schema: Any) -> tuple[str, ...] | None:
+    """The column names, in order, when the signature is all required `double` columns (a frame of
+    just those float64 columns, in that order, is what MLflow's enforcement returns as is)."""
+    try:
+        from mlflow.types import ColSpec, DataType
+
+        if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
+            return None
+        names = []
+        for c in schema.inputs:
+            if not isinstance(c, ColSpec) or c.type != DataType.double or not c.required:
+                return None
+            names.append(str(c.name))
+        return tuple(names)
+    except Exception:
+        return None
 
 
 class ScriptRuntime(ModelRuntime):
