@@ -13,10 +13,13 @@ that joins a cluster (`--address`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Iterator
 from typing import Any
+
+log = logging.getLogger("scorer.batch")
 
 # Ray's processes connect to the object store's socket with up to 10 tries 1 s apart; the raylet's
 # own first try often comes a moment before the store thread has opened it, which costs `ray.init` a
@@ -34,12 +37,24 @@ def lean_wanted() -> bool:
     return os.environ.get("SCORER_BATCH_LEAN_RAY", "1").strip() != "0"
 
 
-def _skip(*_args: Any, **_kwargs: Any) -> None:
-    return None
+@contextlib.contextmanager
+def local_start(debug: bool) -> Iterator[dict[str, Any]]:
+    """For the block, the stand-ins of `without_unused_processes`; yields the extra `ray.init`
+    arguments of a job's own local Ray (none, and no stand-ins, with SCORER_BATCH_LEAN_RAY=0)."""
+    if not lean_wanted():
+        yield {}
+        return
+    with without_unused_processes(keep_log_monitor=debug) as stood_in:
+        log.debug("local Ray starts with stand-ins for %s", ", ".join(stood_in) or "nothing")
+        yield {"_system_config": dict(QUICK_CONNECT)}
 
 
-def _no_api_server(*_args: Any, **_kwargs: Any) -> tuple[None, None]:
-    return None, None  # (dashboard url, process): Ray records neither and waits for nothing
+def _skip(_original: Any) -> Any:
+    return lambda *_args, **_kwargs: None
+
+
+def _no_api_server(_original: Any) -> Any:
+    return lambda *_args, **_kwargs: (None, None)  # (dashboard url, process): Ray waits for neither
 
 
 def _prompt(get_node: Any) -> Any:
@@ -74,18 +89,18 @@ def without_unused_processes(keep_log_monitor: bool) -> Iterator[list[str]]:
     except ImportError:  # a Ray laid out otherwise: everything starts
         yield []
         return
+    # (owner, name, stand-in made from the original)
     stand_ins: list[tuple[Any, str, Any]] = [(services, "start_api_server", _no_api_server),
-                                             (node.Node, "start_monitor", _skip)]
-    if callable(getattr(services, "get_node", None)):
-        stand_ins.append((services, "get_node", _prompt(services.get_node)))
+                                             (node.Node, "start_monitor", _skip),
+                                             (services, "get_node", _prompt)]
     if not keep_log_monitor:
         stand_ins.append((node.Node, "start_log_monitor", _skip))
     saved: list[tuple[Any, str, Any]] = []
-    for owner, name, fn in stand_ins:
+    for owner, name, make in stand_ins:
         original = getattr(owner, name, None)
         if callable(original):
             saved.append((owner, name, original))
-            setattr(owner, name, fn)
+            setattr(owner, name, make(original))
     try:
         yield [name for _, name, _ in saved]
     finally:

@@ -45,16 +45,11 @@ def start_ray(address: str | None, debug: bool) -> tuple[bool, str]:
         except ConnectionError as exc:
             raise ConnectionError(_why_refused(address, exc)) from exc
     else:
-        from batch.lean_ray import QUICK_CONNECT, lean_wanted, without_unused_processes
+        from batch.lean_ray import local_start
 
-        if lean_wanted():
-            with without_unused_processes(keep_log_monitor=debug) as stood_in:
-                ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                         _node_ip_address="127.0.0.1", _system_config=dict(QUICK_CONNECT), **common)
-            log.debug("local Ray started with stand-ins for %s", ", ".join(stood_in) or "nothing")
-        else:
+        with local_start(debug) as lean:
             ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                     _node_ip_address="127.0.0.1", **common)
+                     _node_ip_address="127.0.0.1", **lean, **common)
     return True, _address(address)
 
 
