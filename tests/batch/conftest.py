@@ -75,6 +75,16 @@ def _behaviour_model():
 
 
 @pytest.fixture(scope="session")
+def features() -> pd.DataFrame:
+    """The breast-cancer features the demo models were trained on, with the signature's column names."""
+    from sklearn.datasets import load_breast_cancer
+
+    df = load_breast_cancer(as_frame=True).frame.drop(columns=["target"])
+    df.columns = [c.replace(" ", "_") for c in df.columns]
+    return df
+
+
+@pytest.fixture(scope="session")
 def models(demo_registry: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     import mlflow.pyfunc
     from mlflow.models import infer_signature

@@ -19,15 +19,6 @@ from tests.batch.conftest import run_cli, summary, write_yaml
 
 
 @pytest.fixture(scope="module")
-def features() -> pd.DataFrame:
-    from sklearn.datasets import load_breast_cancer
-
-    df = load_breast_cancer(as_frame=True).frame.drop(columns=["target"])
-    df.columns = [c.replace(" ", "_") for c in df.columns]
-    return df
-
-
-@pytest.fixture(scope="module")
 def worker(models) -> ScoringWorker:
     w = ScoringWorker()
     w.runtime = load_runtime(model_dir=resolve("models:/demo-classifier/1").local_path, code_dir=None, script=None,

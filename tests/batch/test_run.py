@@ -15,15 +15,6 @@ import pytest
 from tests.batch.conftest import REPO, run_cli, summary, write_x, write_yaml
 
 
-@pytest.fixture(scope="module")
-def features() -> pd.DataFrame:
-    from sklearn.datasets import load_breast_cancer
-
-    df = load_breast_cancer(as_frame=True).frame.drop(columns=["target"])
-    df.columns = [c.replace(" ", "_") for c in df.columns]
-    return df
-
-
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
 def test_every_format_scores_every_row_in_order(ray_session, models, features, tmp_path, fmt) -> None:
     data = tmp_path / "data"
