@@ -292,7 +292,8 @@ def check_signature(schema: pa.Schema, signature: Any, keep_columns: list[str]) 
     if not all(getattr(s, "name", None) for s in specs):
         return problems  # tensor signature without names: nothing to check by column
     have = {f.name: f.type for f in schema}
-    missing = [s.name for s in specs if s.name not in have and not getattr(s, "optional", False)]
+    # a column the signature marks `required: false` may be absent (MLflow 3 names it `required`)
+    missing = [s.name for s in specs if s.name not in have and getattr(s, "required", True)]
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         problems.append(f"inputs lack column(s) the model signature requires: {shown} "

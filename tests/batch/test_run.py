@@ -201,6 +201,28 @@ def test_bad_inputs_are_refused_with_exit_2(ray_session, models, tmp_path, capsy
     assert "version 42" in capsys.readouterr().err
 
 
+def test_an_optional_signature_column_may_be_absent(ray_session, tmp_path, capsys) -> None:
+    """A column the signature marks `required: false` is not asked of the inputs (MLflow's own
+    enforcement lets it be absent); a required one still is."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    from tests.batch.conftest import _behaviour_model
+
+    sig = ModelSignature(Schema([ColSpec("double", "x"), ColSpec("double", "weight", required=False)]),
+                         Schema([ColSpec("double")]))
+    path = tmp_path / "optional"
+    mlflow.pyfunc.save_model(str(path), python_model=_behaviour_model(), signature=sig)
+    dep = write_yaml(tmp_path / "dep.yaml", model=str(path))
+    src = write_x(tmp_path / "x.csv", np.arange(5))
+    out = tmp_path / "out"
+    assert run_cli("batch", str(dep), "--input", str(src), "--output", str(out)) == 0, capsys.readouterr().err
+    assert pd.read_csv(out / "predictions.csv").iloc[:, -1].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0]
+    (tmp_path / "w.csv").write_text("weight\n1.0\n")
+    assert run_cli("batch", str(dep), "--input", str(tmp_path / "w.csv"), "--output", str(tmp_path / "o2")) == 2
+    assert "lack column(s) the model signature requires: x " in capsys.readouterr().err
+
+
 def test_existing_output_refused_overwrite_and_finished_resume(ray_session, models, tmp_path, capsys) -> None:
     src = write_x(tmp_path / "x.csv", np.arange(300))
     dep = write_yaml(tmp_path / "dep.yaml", model=models["behaviour"], mini_batch_size=100)
