@@ -11,8 +11,9 @@ predict merges two requests, the replica expects company again and waits, until 
 alone. Skipping the wait only on "the replica is empty" was measured before and cost a quarter of
 the throughput at 8 connections: clients answered by one batch come back a few microseconds apart,
 and the first of them would leave alone, splitting every batch in two.
-Only frames with the same columns are merged. The merged result is split back by row offsets;
-if the merged predict raises (or returns the wrong number of rows), each request is scored on
+Only frames with the same columns are merged; rows the fast reader took (`FastRows`) are stacked
+with numpy into one frame for the batch, with no frame of their own. The merged result is split
+back by row offsets; if the merged predict raises (or returns the wrong number of rows), each request is scored on
 its own so that only the guilty one fails.
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 from serving.errors import ScoringError, clip, error_body
 from serving.protocol.mlflow import Reply, check_media_type
 from serving.protocol.shapes import required_columns
+from serving.worker.mlflow_scorer import FastRows
 
 log = logging.getLogger("scorer.replica")
 
@@ -81,11 +83,14 @@ class Batcher:
         """Parse and check now; a batchable frame joins the queue (its future answers it), anything
         else (params, non-frame input) returns None and is scored on its own by the caller."""
         mime = check_media_type(content_type)
-        data, params = self.scorer.parse(body, mime)  # raises ScoringError for a malformed request
-        if params or not hasattr(data, "columns") or not hasattr(data, "iloc"):
+        # raises ScoringError for a malformed request; the fast reader's rows become one frame a batch
+        data, params = self.scorer.parse(body, mime, rows=True)
+        if isinstance(data, FastRows):
+            key = data.split.columns
+        elif params or not hasattr(data, "columns") or not hasattr(data, "iloc"):
             return None
-        fast = getattr(self.scorer, "fast", None)
-        key = fast.columns if fast is not None and data.columns is fast.index else tuple(map(str, data.columns))
+        else:  # a frame from MLflow's parser
+            key = tuple(map(str, data.columns))
         missing = self.required.difference(key)
         if missing:
             raise ScoringError(400, "input does not match the model signature: Model is missing inputs "
@@ -152,7 +157,11 @@ class Batcher:
 
         sizes = [len(f) for f in frames]
         try:
-            result = self.scorer.predict(pd.concat(frames, ignore_index=True), None)
+            if all(isinstance(f, FastRows) for f in frames):
+                merged = FastRows.merge(frames)
+            else:
+                merged = pd.concat([f.frame() if isinstance(f, FastRows) else f for f in frames], ignore_index=True)
+            result = self.scorer.predict(merged, None)
             if _rows(result) != sum(sizes):
                 raise ValueError(f"merged predict returned {_rows(result)} rows for {sum(sizes)}")
             out, start = [], 0
@@ -167,7 +176,7 @@ class Batcher:
 
     def _score_one(self, frame: Any) -> Reply:
         try:
-            return self._encode(self.scorer.predict(frame, None))
+            return self._encode(self.scorer.predict(frame.frame() if isinstance(frame, FastRows) else frame, None))
         except ScoringError as err:
             return Reply(err.status, error_body(err.code, err.message), headers=err.headers)
         except Exception as exc:

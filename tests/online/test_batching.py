@@ -35,6 +35,23 @@ def test_concurrent_requests_get_exactly_their_rows(ops_server) -> None:
     assert total > count  # some requests shared a predict call
 
 
+def test_fast_and_mlflow_parsed_requests_merge_in_order(ops_server) -> None:
+    """All-number `dataframe_split` bodies take the fast reader (values stacked, one frame a batch);
+    `dataframe_records` bodies go through MLflow's parser. Both have the same columns, so they may
+    share a predict call, and each still gets exactly its own rows."""
+    def post(i: int) -> httpx.Response:
+        xs = [float(i), float(i) + 0.25]
+        body = ({"dataframe_split": {"columns": ["x"], "data": [[x] for x in xs]}} if i % 2 else
+                {"dataframe_records": [{"x": x} for x in xs]})
+        return httpx.post(f"{ops_server.url}/score", json=body, headers={**ops_server.headers, **PICKY}, timeout=30)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(post, range(16)))
+    for i, r in enumerate(answers):
+        assert r.status_code == 200, r.text
+        assert r.json() == {"predictions": [i * 2.0, i * 2.0 + 0.5]}
+
+
 def test_a_bad_request_fails_alone(ops_server) -> None:
     inputs = [[float(i), float(i) + 0.5] for i in range(16)]
     inputs[5] = [1.0, -1.0]  # the model raises on this one
