@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install run train demo-data validate deploy-demo test lint typecheck pytest lock schema soak doc-blocks kserve-client fuzz bench-online bench-batch bench-flood bench-overhead bench-cross-host bench-peers bench-replica-start multihost clean
+.PHONY: install run train demo-data validate deploy-demo test lint typecheck pytest lock schema soak doc-blocks kserve-client fuzz bench-online bench-batch bench-flood bench-overhead bench-cross-host bench-peers bench-replica-start bench-replica-batch multihost clean
 
 install: $(STAMP)
 
@@ -106,6 +106,12 @@ bench-peers: train
 # Replica cold start (the first, then scaled up through the admin API) and memory per replica.
 bench-replica-start: train
 	$(BIN)/python benchmarks/replica_start.py --model models:/demo-classifier/2
+
+# A replica's batch path in-process (admit, merged predict, encode): us a request, this checkout;
+# another with REPLICA_BATCH_ARGS='--tree /tmp/old' (a git archive).
+REPLICA_BATCH_ARGS ?=
+bench-replica-batch: train
+	$(BIN)/python benchmarks/replica_batch.py $(REPLICA_BATCH_ARGS)
 
 # Router overhead A/B: `scorer serve` of commit BEFORE (git archive) against this working tree, ABABAB,
 # median of 3 rounds, verdict against issue 14's rule. e.g. make bench-overhead BEFORE=50e9afa
