@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from batch.lines import Scanner, TextOptions
 from batch.storage import is_uri, list_uri, open_input, parquet_source
+from scorer.models.loading import required_columns
 
 SAMPLE = 1 << 20  # bytes of a CSV / JSON Lines file whose rows decide its column types
 
@@ -292,8 +293,7 @@ def check_signature(schema: pa.Schema, signature: Any, keep_columns: list[str]) 
     if not all(getattr(s, "name", None) for s in specs):
         return problems  # tensor signature without names: nothing to check by column
     have = {f.name: f.type for f in schema}
-    # a column the signature marks `required: false` may be absent (MLflow 3 names it `required`)
-    missing = [s.name for s in specs if s.name not in have and getattr(s, "required", True)]
+    missing = [name for name in required_columns(signature.inputs) if name not in have]
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         problems.append(f"inputs lack column(s) the model signature requires: {shown} "

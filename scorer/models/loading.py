@@ -48,6 +48,17 @@ def signature_columns(signature: Any | None) -> list[str] | None:
     return [str(n) for n in names] if names and all(isinstance(n, str) for n in names) else None
 
 
+def required_columns(schema: Any | None) -> list[str]:
+    """The columns a signature's inputs require (`required: false` ones may be absent, as MLflow's
+    enforcement allows); empty for no schema or one without names. Serving and batch both ask here."""
+    try:
+        if schema is None or not schema.has_input_names():
+            return []
+        return [c.name for c in schema.inputs if getattr(c, "required", True)]
+    except Exception:
+        return []
+
+
 _REQ = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scorer.models.loading import required_columns
 from serving.errors import ScoringError
 from serving.protocol.jsonbody import clip_value
 
@@ -24,15 +25,6 @@ def _kind(value: Any) -> str:
 
 def _bad(field: str, value: Any, expected: str) -> ScoringError:
     return ScoringError(400, f"{field}: got {_kind(value)} {clip_value(value)}; expected {expected}")
-
-
-def required_columns(schema: Any) -> list[str]:
-    try:
-        if schema is None or not schema.has_input_names():
-            return []
-        return [c.name for c in schema.inputs if getattr(c, "required", True)]
-    except Exception:
-        return []
 
 
 def scalar_columns(schema: Any) -> dict[str, str]:

@@ -27,9 +27,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from scorer.models.loading import required_columns
 from serving.errors import ScoringError, clip, error_body
 from serving.protocol.mlflow import Reply, check_media_type
-from serving.protocol.shapes import required_columns
 from serving.worker.mlflow_scorer import FastRows
 
 log = logging.getLogger("scorer.replica")
