@@ -61,9 +61,9 @@ async def _run(args: argparse.Namespace) -> int:
     def one_batch() -> None:
         for rid in range(args.batch):
             batcher.admit(rid, body, "application/json")
-        frames = [item.frame for item in batcher.queue]
+        items = [item.data for item in batcher.queue]
         batcher.queue.clear()
-        replies = batcher._score_batch(frames)
+        replies = batcher._score_batch(items)
         assert all(reply.status == 200 for reply, _ in replies), replies[0]
 
     for _ in range(20):  # warm: the model's first calls, pandas' caches

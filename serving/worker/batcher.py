@@ -11,10 +11,10 @@ predict merges two requests, the replica expects company again and waits, until 
 alone. Skipping the wait only on "the replica is empty" was measured before and cost a quarter of
 the throughput at 8 connections: clients answered by one batch come back a few microseconds apart,
 and the first of them would leave alone, splitting every batch in two.
-Only frames with the same columns are merged; rows the fast reader took (`FastRows`) are stacked
-with numpy into one frame for the batch, with no frame of their own. The merged result is split
-back by row offsets; if the merged predict raises (or returns the wrong number of rows), each request is scored on
-its own so that only the guilty one fails.
+Only requests with the same columns are merged; rows the fast reader took (`FastRows`) are
+stacked with numpy into one frame for the batch, with no frame of their own. The merged result is
+split back by row offsets; if the merged predict raises (or returns the wrong number of rows), each
+request is scored on its own so that only the guilty one fails.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ log = logging.getLogger("scorer.replica")
 @dataclass
 class Item:
     rid: int
-    frame: Any
+    data: Any  # FastRows, or a frame from MLflow's parser
     arrived: float
     future: asyncio.Future[tuple[Reply, int]] = field(repr=False)
     expires: float | None = None  # time.monotonic() after which nobody waits for the answer
@@ -57,6 +57,20 @@ def _slice(result: Any, start: int, stop: int) -> Any:
         return result.iloc[start:stop].reset_index(drop=True) if hasattr(result, "reset_index") \
             else result.iloc[start:stop]
     return result[start:stop]
+
+
+def _frame(data: Any) -> Any:
+    return data.frame() if isinstance(data, FastRows) else data
+
+
+def _merged(items: list[Any]) -> Any:
+    """One frame of a batch, in order: the fast reader's rows stacked, or (mixed with frames from
+    MLflow's parser) every request's frame concatenated."""
+    if all(isinstance(i, FastRows) for i in items):
+        return FastRows.merge(items)
+    import pandas as pd
+
+    return pd.concat([_frame(i) for i in items], ignore_index=True)
 
 
 def spent() -> Reply:
@@ -132,7 +146,7 @@ class Batcher:
             for item in batch:
                 self.queue.remove(item)
             self.company = len(batch) > 1
-            replies = await loop.run_in_executor(self.pool, self._score_batch, [i.frame for i in batch])
+            replies = await loop.run_in_executor(self.pool, self._score_batch, [i.data for i in batch])
             for item, reply in zip(batch, replies, strict=True):
                 if not item.future.done():
                     item.future.set_result(reply)
@@ -150,33 +164,27 @@ class Batcher:
         return [i for i in self.queue if i.key == key]
 
     # -- in the scoring thread ------------------------------------------------------------------
-    def _score_batch(self, frames: list[Any]) -> list[tuple[Reply, int]]:
-        if len(frames) == 1:
-            return [(self._score_one(frames[0]), 1)]
-        import pandas as pd
-
-        sizes = [len(f) for f in frames]
+    def _score_batch(self, items: list[Any]) -> list[tuple[Reply, int]]:
+        if len(items) == 1:
+            return [(self._score_one(items[0]), 1)]
+        sizes = [len(f) for f in items]
         try:
-            if all(isinstance(f, FastRows) for f in frames):
-                merged = FastRows.merge(frames)
-            else:
-                merged = pd.concat([f.frame() if isinstance(f, FastRows) else f for f in frames], ignore_index=True)
-            result = self.scorer.predict(merged, None)
+            result = self.scorer.predict(_merged(items), None)
             if _rows(result) != sum(sizes):
                 raise ValueError(f"merged predict returned {_rows(result)} rows for {sum(sizes)}")
             out, start = [], 0
             for n in sizes:
-                out.append((self._encode(_slice(result, start, start + n)), len(frames)))
+                out.append((self._encode(_slice(result, start, start + n)), len(items)))
                 start += n
             return out
         except Exception as exc:  # one of them is guilty, or the model does not split by rows
             log.info("deployment %s: merged predict of %d requests failed (%s); scoring them one by one",
-                     self.deployment, len(frames), str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
-            return [(self._score_one(f), 1) for f in frames]
+                     self.deployment, len(items), str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            return [(self._score_one(f), 1) for f in items]
 
-    def _score_one(self, frame: Any) -> Reply:
+    def _score_one(self, data: Any) -> Reply:
         try:
-            return self._encode(self.scorer.predict(frame.frame() if isinstance(frame, FastRows) else frame, None))
+            return self._encode(self.scorer.predict(_frame(data), None))
         except ScoringError as err:
             return Reply(err.status, error_body(err.code, err.message), headers=err.headers)
         except Exception as exc:

@@ -69,7 +69,7 @@ class FastSplit:
         import pandas as pd
 
         frame = pd.DataFrame(values, columns=self.index, copy=False)
-        frame.attrs[EXACT] = True  # kept by pd.concat of frames that all carry it (the batcher's merge)
+        frame.attrs[EXACT] = True  # pd.concat keeps it only if every frame has it: a mixed batch is enforced
         return frame
 
 
