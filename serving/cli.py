@@ -99,6 +99,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        logs.flush()
         if address:
             leave_cluster()
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from serving import admin, desired_state, metrics
+from serving import admin, desired_state, logs, metrics
 from serving.auth import Auth
 from serving.errors import ScoringError
 from serving.mirror import MirrorShare, send_copy
@@ -24,7 +24,6 @@ from serving.state import DeploymentState, EndpointState
 from serving.stats import InferStats
 
 log = logging.getLogger("scorer.router")
-access = logging.getLogger("scorer.access")
 
 PIN_HEADER = "azureml-model-deployment"
 
@@ -94,7 +93,7 @@ class DataPlane:
                 await admission.acquire()
                 admitted = True
                 waited = time.monotonic() - queued
-                metrics.request_duration_seconds.labels(dep.name, "queue").observe(waited)
+                metrics.series(dep.name).queue.observe(waited)
                 self.stats.queued(dep.name, waited)
                 return await dep.balancer.call({"op": "score", "ct": content_type}, body, deadline)
         except TimeoutError:
@@ -112,13 +111,14 @@ class DataPlane:
         dep = out.get(PIN_HEADER, "")
         if dep:
             self.stats.answered(dep, status, seconds, reply.get("t") if reply is not None else None)
-            metrics.requests_total.labels(dep, str(status)).inc()
-            metrics.request_duration_seconds.labels(dep, "total").observe(seconds)
+            series = metrics.series(dep)
+            series.answered(status).inc()
+            series.total.observe(seconds)
             if reply is not None and "t" in reply:
-                metrics.request_duration_seconds.labels(dep, "model").observe(reply["t"])
+                series.model.observe(reply["t"])
             if reply is not None and "b" in reply:
-                metrics.batch_size.labels(dep).observe(reply["b"])
-        if access.isEnabledFor(logging.INFO):
+                series.batch.observe(reply["b"])
+        if logs.access_enabled():
             fields: dict[str, Any] = {"request_id": rid, "deployment": dep or "-",
                                       "model_version": out.get("x-model-version", "-"), "status": status,
                                       "ms": round(seconds * 1000, 3)}
@@ -127,7 +127,7 @@ class DataPlane:
                 fields["traceparent"] = tp[:128]
             if note:
                 fields["note"] = note
-            access.info("%s", " ".join(f"{k}={v}" for k, v in fields.items()), extra={"fields": fields})
+            logs.access(fields)
 
     def mirror(self, body: bytes, content_type: str, status: int,
                payload: bytes) -> Callable[[], Awaitable[None]] | None:

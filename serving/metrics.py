@@ -48,6 +48,39 @@ deployment_info = Gauge("scorer_deployment_info", "1 for each live deployment: t
 STAGES = ("total", "queue", "model")
 
 
+class DeploymentSeries:
+    """One deployment's per-request series, looked up once: `labels()` builds its key and takes a lock
+    on every call, five times a request."""
+
+    __slots__ = ("name", "total", "queue", "model", "batch", "_answered")
+
+    def __init__(self, deployment: str) -> None:
+        self.name = deployment
+        self.total = request_duration_seconds.labels(deployment, "total")
+        self.queue = request_duration_seconds.labels(deployment, "queue")
+        self.model = request_duration_seconds.labels(deployment, "model")
+        self.batch = batch_size.labels(deployment)
+        self._answered: dict[int, Counter] = {}
+
+    def answered(self, status: int) -> Counter:
+        """`scorer_requests_total` of this deployment and status."""
+        child = self._answered.get(status)
+        if child is None:
+            child = self._answered[status] = requests_total.labels(self.name, str(status))
+        return child
+
+
+_series: dict[str, DeploymentSeries] = {}
+
+
+def series(deployment: str) -> DeploymentSeries:
+    """The series of a deployment of the config (the names are bounded by it)."""
+    found = _series.get(deployment)
+    if found is None:
+        found = _series[deployment] = DeploymentSeries(deployment)
+    return found
+
+
 class _WithoutCreated:
     """The registry without `*_created` samples: the text format (0.0.4) has no place for them and would
     show each as an extra gauge family; OpenMetrics keeps them inside their counter/histogram family."""
