@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,7 +22,7 @@ from serving.autoscale import manual
 from serving.body import Settings, read_body
 from serving.dataplane import PIN_HEADER, DataPlane
 from serving.errors import ScoringError, as_mlflow, error_body
-from serving.limits import request_id
+from serving.limits import new_request_id, request_id
 from serving.openapi_live import document
 from serving.protocol import v2
 from serving.protocol.mlflow import check_media_type
@@ -44,7 +43,7 @@ def score_route(plane: DataPlane, settings: Settings, mlflow_api: bool) -> Calla
     async def score(request: Request) -> Response:
         started = time.monotonic()
         headers = request.headers
-        rid = request_id(headers.get("x-request-id")) or uuid.uuid4().hex
+        rid = request_id(headers.get("x-request-id")) or new_request_id()
         out = {"x-request-id": rid}
         try:
             plane.auth.check(headers.get("authorization"))

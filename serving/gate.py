@@ -9,13 +9,12 @@ so the gate may pass anything it is unsure of: odd paths, unknown deployments, b
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from serving.dataplane import PIN_HEADER, DataPlane
 from serving.errors import ScoringError, error_body
-from serving.limits import request_id
+from serving.limits import new_request_id, request_id
 from serving.protocol import v2
 from serving.protocol.mlflow import check_media_type
 
@@ -108,7 +107,7 @@ class Gate:
     def _reject(self, err: ScoringError, is_v2: bool, rid: str | None, version: str | None,
                 deployment: str | None, trace: str | None) -> Rejection:
         started = time.monotonic()
-        rid = request_id(rid) or uuid.uuid4().hex
+        rid = request_id(rid) or new_request_id()
         out = {"x-request-id": rid}
         if version is not None and deployment is not None:
             out[PIN_HEADER] = deployment

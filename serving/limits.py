@@ -6,6 +6,7 @@ caps, buffered bytes) and the router (body size, body deadline).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import resource
@@ -113,6 +114,22 @@ def raise_fd_limit() -> int:
         except (ValueError, OSError) as exc:
             log.warning("cannot raise the open-files limit from %d to %d: %s", soft, hard, exc)
     return soft
+
+
+def new_request_id() -> str:
+    """The id of a request that came without an x-request-id: 32 hex digits, a random prefix per
+    process and a count. uuid4 asked the kernel for randomness on every request."""
+    return f"{_rid_prefix}{next(_rid_count):016x}"
+
+
+def _reseed() -> None:
+    global _rid_prefix, _rid_count
+    _rid_prefix, _rid_count = os.urandom(8).hex(), itertools.count()
+
+
+_rid_prefix, _rid_count = "", itertools.count()
+_reseed()
+os.register_at_fork(after_in_child=_reseed)
 
 
 def request_id(value: str | None) -> str | None:

@@ -5,7 +5,6 @@ endpoint (routed by traffic, mirrored like /score) or one of its deployments (pi
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from starlette.routing import Route
 from serving import v2_triton as triton
 from serving.body import Settings, read_body
 from serving.errors import ScoringError
+from serving.limits import new_request_id, request_id
 from serving.protocol import jsonbody, v2
 
 JSON = "application/json"
@@ -173,7 +173,7 @@ def v2_routes(plane: DataPlane, settings: Settings) -> list[Route]:
     async def infer(request: Request) -> Response:
         started = time.monotonic()
         headers = request.headers
-        rid = headers.get("x-request-id") or uuid.uuid4().hex
+        rid = request_id(headers.get("x-request-id")) or new_request_id()
         out = {"x-request-id": rid}
         name = request.path_params["name"]
         try:

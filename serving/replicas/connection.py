@@ -29,7 +29,8 @@ class ReplicaConnection:
         self.abandoned: dict[int, float] = {}  # timed-out requests the replica may still be running
         self.closed = False
         self.close_reason: str | None = None
-        self.last_heard = asyncio.get_running_loop().time()
+        self.loop = asyncio.get_running_loop()  # kept: on Python 3.11 each lookup is a getpid() system call
+        self.last_heard = self.loop.time()
         self.pinging = False
         self.kept_silent = False
         self.heartbeat: asyncio.Task[None] | None = None
@@ -114,7 +115,7 @@ class ReplicaConnection:
         if self.closed:
             raise ReplicaGone("connection closed")
         rid = next(self.ids)
-        fut: asyncio.Future[tuple[dict[str, Any], bytes]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[dict[str, Any], bytes]] = self.loop.create_future()
         self.pending[rid] = fut
         header["id"] = rid
         self.out.write(frames.encode(header, payload))
@@ -122,7 +123,7 @@ class ReplicaConnection:
             return await fut
         except asyncio.CancelledError:
             if self.pending.pop(rid, None) is not None:
-                self.abandoned[rid] = asyncio.get_running_loop().time()
+                self.abandoned[rid] = self.loop.time()
                 if not self.closed:  # a request still queued in the replica is dropped there
                     self.out.write(frames.encode({"id": 0, "op": "cancel", "target": rid}))
             raise
@@ -137,7 +138,7 @@ class ReplicaConnection:
         try:
             while True:
                 header, payload = await frames.read_frame(self.reader)
-                self.last_heard = asyncio.get_running_loop().time()
+                self.last_heard = self.loop.time()
                 rid = header.get("id")
                 if rid == 0:  # a heartbeat's answer
                     self.pinging = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 
 import pytest
@@ -89,3 +90,20 @@ def test_scoring_posts_skip_starlettes_stack_but_keep_its_answers() -> None:
     with TestClient(v2, raise_server_exceptions=False) as client:
         r = client.post("/v2/models/m/infer")
         assert r.status_code == 500 and r.json()["error"].startswith("internal error")  # V2: {"error": ...}
+
+
+def test_request_ids_are_unique_within_a_process_and_across_a_fork() -> None:
+    from serving.limits import new_request_id
+
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a forked router (or a test's child) must not repeat its parent's ids
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert len(child) == 32 and child[:16] != new_request_id()[:16]
