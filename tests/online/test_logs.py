@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,3 +113,33 @@ def test_someone_elses_logging_gets_ordinary_records(caplog: pytest.LogCaptureFi
     (record,) = [r for r in caplog.records if r.name == "scorer.access"]
     assert record.getMessage() == "request_id=abc status=200"
     assert record.__dict__["fields"] == {"request_id": "abc", "status": 200}
+
+
+def test_records_from_another_thread_lose_no_access_line(own_log: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A router thread that logs flushes the waiting lines while the event loop adds to them (under the
+    handler's lock: an append to the list a flush had just taken would be lost)."""
+    stream = _Writes()
+    _setup("text", stream, monkeypatch)
+    other = logging.getLogger("scorer.router")
+    stop = threading.Event()
+
+    def chatter() -> None:
+        while not stop.is_set():
+            other.info("from a thread")
+
+    async def requests() -> None:
+        for i in range(3000):
+            logs.access({"request_id": f"r{i}"})
+            if i % 10 == 9:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    thread = threading.Thread(target=chatter)
+    thread.start()
+    try:
+        asyncio.run(requests())
+    finally:
+        stop.set()
+        thread.join(10)
+    written = [line for line in stream.getvalue().splitlines() if "scorer.access" in line]
+    assert [line.rsplit("request_id=", 1)[1] for line in written] == [f"r{i}" for i in range(3000)]
