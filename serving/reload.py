@@ -38,6 +38,7 @@ class Reloader:
         self.timing = timing
         self.lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.retiring: list[DeploymentState] = []  # retired by a reload, draining, not yet stopped
 
     async def __call__(self) -> None:
         async with self.lock:
@@ -109,10 +110,24 @@ class Reloader:
 
     async def _drain(self, dep: DeploymentState) -> None:
         """Wait for the retired deployment's admitted and queued requests, then stop its replicas."""
-        adm = dep.admission
-        await asyncio.sleep(0.5)  # requests that picked it just before the swap reach its admission
-        deadline = asyncio.get_running_loop().time() + dep.timeout_s + 5
-        while (adm.in_flight or adm.queued) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        await stop_deployments([dep])  # a straggler then gets 503 (no ready replica), never a 500
+        self.retiring.append(dep)
+        try:
+            adm = dep.admission
+            await asyncio.sleep(0.5)  # requests that picked it just before the swap reach its admission
+            deadline = asyncio.get_running_loop().time() + dep.timeout_s + 5
+            while (adm.in_flight or adm.queued) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            await stop_deployments([dep])  # a straggler then gets 503 (no ready replica), never a 500
+        finally:
+            self.retiring.remove(dep)
         log.info("reload: deployment %s (version %s) drained and stopped", dep.name, dep.version)
+
+    async def close(self) -> list[DeploymentState]:
+        """At shutdown: end the drains of retired deployments and return those not yet stopped, to
+        stop with the live ones. Left alone, their supervisors outlived the server's own stop,
+        restarted the replicas that the shutdown took down, and the process never exited."""
+        retiring = list(self.retiring)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        return retiring

@@ -106,6 +106,7 @@ async def serve(spec: Endpoint, host: str, port: int, auth: Auth, key_hint: str 
     plane = DataPlane(state, auth)
     plane.state_owner = desired_state.owner_from_env()
     watcher: desired_state.FilesWatcher | None = None
+    reloader: Reloader | None = None
     if load is not None:
         reloader = Reloader(plane, load, timing)
         plane.reloader = reloader
@@ -158,4 +159,5 @@ async def serve(spec: Endpoint, host: str, port: int, auth: Auth, key_hint: str 
     finally:
         if watcher is not None:
             await watcher.stop()
-        await stop_deployments(list(plane.state.deployments.values()))
+        retired = await reloader.close() if reloader is not None else []
+        await stop_deployments(list(plane.state.deployments.values()) + retired)

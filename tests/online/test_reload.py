@@ -216,3 +216,27 @@ def test_reload_updates_deployment_info_and_openapi(reload_server, demo_registry
         assert _reload(srv).status_code == 200
     assert set(info_series(srv.url)) == {"blue", "spare"}
     assert "mixed" not in score_schema()
+
+
+def test_sigterm_right_after_a_reload_stops_the_retired_deployment_and_exits_0(work_dir: Path,
+                                                                               demo_registry: str) -> None:
+    """The deployment a reload retired drains in the background. A SIGTERM meanwhile used to leave its
+    supervisor running: it restarted the replicas the shutdown had taken down, and the router never
+    exited (a pod would sit out its whole grace period, then be killed)."""
+    import psutil
+
+    path = work_dir / "retire.yaml"
+    _write(path, demo_registry, 1)
+    srv = start_server(path, work_dir, {"SCORER_API_KEY": API_KEYS[0], "SCORER_ADMIN_KEY": ADMIN_KEY})
+    try:
+        _write(path, demo_registry, 2)
+        assert _reload(srv).status_code == 200  # blue (version 1) now drains for about 0.5 s
+        children = psutil.Process(srv.proc.pid).children(recursive=True)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(20) == 0
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [p.pid for p in alive]
+    assert "restarting" not in srv.logs(), srv.logs()[-2000:]
