@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from scorer.spec.models import Endpoint
@@ -37,8 +37,7 @@ class Reloader:
         self.load = load  # () -> LoadedFiles (with .spec), raising SpecError
         self.timing = timing
         self.lock = asyncio.Lock()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.retiring: list[DeploymentState] = []  # retired by a reload, draining, not yet stopped
+        self.draining: dict[asyncio.Task[None], DeploymentState] = {}  # retired by a reload, not yet stopped
 
     async def __call__(self) -> None:
         async with self.lock:
@@ -68,7 +67,9 @@ class Reloader:
         log.info("reload: started %s, retired %s; traffic %s", sorted(changed) or "none",
                  sorted(d.name for d in retired) or "none", dict(new.traffic.shares))
         for d in retired:
-            self._background(self._drain(d))
+            task = asyncio.get_running_loop().create_task(self._drain(d))
+            self.draining[task] = d
+            task.add_done_callback(self.draining.pop)
 
     async def _build(self, spec: Endpoint, old: EndpointState) -> dict[str, DeploymentState]:
         """New deployment states for the added and changed deployments (every model resolved again:
@@ -103,31 +104,22 @@ class Reloader:
         return EndpointState(spec, deployments, SmoothWeighted(admin.full_traffic(traffic, names)),
                              {n: p for n, p in mirror.items() if p > 0})
 
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
     async def _drain(self, dep: DeploymentState) -> None:
         """Wait for the retired deployment's admitted and queued requests, then stop its replicas."""
-        self.retiring.append(dep)
-        try:
-            adm = dep.admission
-            await asyncio.sleep(0.5)  # requests that picked it just before the swap reach its admission
-            deadline = asyncio.get_running_loop().time() + dep.timeout_s + 5
-            while (adm.in_flight or adm.queued) and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.05)
-            await stop_deployments([dep])  # a straggler then gets 503 (no ready replica), never a 500
-        finally:
-            self.retiring.remove(dep)
+        adm = dep.admission
+        await asyncio.sleep(0.5)  # requests that picked it just before the swap reach its admission
+        deadline = asyncio.get_running_loop().time() + dep.timeout_s + 5
+        while (adm.in_flight or adm.queued) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await stop_deployments([dep])  # a straggler then gets 503 (no ready replica), never a 500
         log.info("reload: deployment %s (version %s) drained and stopped", dep.name, dep.version)
 
     async def close(self) -> list[DeploymentState]:
         """At shutdown: end the drains of retired deployments and return those not yet stopped, to
         stop with the live ones. Left alone, their supervisors outlived the server's own stop,
         restarted the replicas that the shutdown took down, and the process never exited."""
-        retiring = list(self.retiring)
-        for task in list(self.tasks):
+        drains = dict(self.draining)
+        for task in drains:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        return retiring
+        await asyncio.gather(*drains, return_exceptions=True)
+        return list(drains.values())
