@@ -12,6 +12,9 @@ from serving.errors import ScoringError
 from serving.limits import Limits
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+# ASGI scope key the client port sets once a request's whole body is in (serving/connection.py):
+# reading it then cannot wait, so it needs no timer
+BODY_IN = "scorer.body_in"
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,18 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     declared = headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ScoringError(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
-    chunks = []
+    chunks: list[bytes] = []
     size = 0
+    if request.scope.get(BODY_IN):
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientGone(f"client {client_address(request)} closed the connection")
+        chunk = message.get("body", b"")
+        if len(chunk) > limit:
+            raise ScoringError(413, f"request body is over the limit of {limit} bytes")
+        if not message.get("more_body"):
+            return chunk
+        chunks, size = [chunk], len(chunk)
     try:
         async with asyncio.timeout(settings.body_timeout_s):
             async for chunk in request.stream():

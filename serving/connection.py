@@ -19,6 +19,7 @@ import socket
 from typing import Any
 
 from serving import metrics
+from serving.body import BODY_IN
 from serving.errors import ScoringError
 from serving.gate import Gate, Rejection, shaped
 from serving.limits import MAX_REQUEST_ID, Limits
@@ -220,6 +221,8 @@ def protocol_class(shared: Connections) -> type:
                 return
             self._phase = ACTIVE
             super().on_message_complete()
+            if self.cycle is not None and not self.cycle.more_body:
+                self.cycle.scope[BODY_IN] = True
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

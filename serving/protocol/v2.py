@@ -8,7 +8,10 @@ turned back into V2 output tensors. Input tensors map to signature columns by na
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,14 @@ class Signature:
         if sig is None:
             return cls()
         return cls(_columns(sig.inputs), _columns(sig.outputs))
+
+    @functools.cached_property
+    def columns(self) -> list[str]:
+        return [n for n, _ in self.inputs]
+
+    @functools.cached_property
+    def column_set(self) -> frozenset[str]:
+        return frozenset(self.columns)
 
     def metadata(self, name: str, version: str) -> dict[str, Any]:
         inputs = [{"name": n, "datatype": t, "shape": [-1]} for n, t in self.inputs]
@@ -279,6 +290,10 @@ def _plain(doc: Any, signature: Signature) -> tuple[list[str], list[list[Any]], 
     inputs, rid = doc.get("inputs"), doc.get("id")
     if type(inputs) is not list or not inputs or (rid is not None and type(rid) is not str):
         return None
+    columns = signature.columns
+    table = _plain_columns(inputs, signature.column_set)
+    if table is not None:
+        return table[0], table[1], rid
     names, shapes, datas = [], [], []
     for t in inputs:
         if type(t) is not dict or (t.keys() != _PLAIN_TENSOR and (
@@ -299,7 +314,6 @@ def _plain(doc: Any, signature: Signature) -> tuple[list[str], list[list[Any]], 
         names.append(name)
         shapes.append(shape)
         datas.append(data)
-    columns = [n for n, _ in signature.inputs]
     if len(shapes) == 1 and len(shapes[0]) == 2:
         rows, width = shapes[0]
         if columns and width != len(columns):
@@ -308,13 +322,50 @@ def _plain(doc: Any, signature: Signature) -> tuple[list[str], list[list[Any]], 
         return columns or [f"{names[0]}_{j}" for j in range(width)], \
             [flat[r * width:(r + 1) * width] for r in range(rows)], rid
     rows = shapes[0][0]
-    known = frozenset(columns)
+    known = signature.column_set
     for shape, name in zip(shapes, names, strict=True):
         if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1) or shape[0] != rows or (known and name not in known):
             return None
     if len(set(names)) != len(names):
         return None
     return names, [list(row) for row in zip(*datas, strict=True)], rid
+
+
+_TENSOR_FIELDS = itemgetter("name", "shape", "datatype", "data")
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+
+
+def _plain_columns(inputs: list[Any], known: frozenset[str]) -> tuple[list[str], list[list[Any]]] | None:
+    """(columns, rows) of the commonest request, one 1-D tensor per column and nothing else, checked
+    a field at a time across all tensors (each check one pass in C) instead of a tensor at a time:
+    a 30-column row in about half the time. None when any check fails: `_plain` looks again."""
+    if set(map(type, inputs)) != {dict} or set(map(len, inputs)) != {4}:
+        return None
+    try:
+        names, shapes, datatypes, datas = zip(*map(_TENSOR_FIELDS, inputs), strict=True)
+    except KeyError:
+        return None
+    if set(map(type, names)) != {str} or "" in names or set(map(type, datatypes)) != {str} \
+            or not NUMERIC.issuperset(datatypes) or set(map(type, shapes)) != {list} \
+            or set(map(type, datas)) != {list}:
+        return None
+    dims = set(map(len, shapes))
+    if dims == {2}:  # [rows, 1] each; one [rows, n] tensor is `_plain`'s other case
+        if len(shapes) == 1 or set(map(type, map(_SECOND, shapes))) != {int} or set(map(_SECOND, shapes)) != {1}:
+            return None
+    elif dims != {1}:
+        return None
+    firsts = list(map(_FIRST, shapes))
+    if set(map(type, firsts)) != {int}:
+        return None
+    counts = set(firsts)
+    rows = firsts[0]
+    if len(counts) != 1 or rows < 0 or set(map(len, datas)) != {rows} \
+            or not _NUMBERS.issuperset(map(type, chain.from_iterable(datas))):
+        return None
+    if len(set(names)) != len(names) or (known and not known.issuperset(names)):
+        return None
+    return list(names), list(map(list, zip(*datas, strict=True)))
 
 
 

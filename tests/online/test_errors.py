@@ -230,3 +230,44 @@ def test_an_answer_before_the_whole_body_says_connection_close(server, framing: 
     status, _, rest = data.partition(b"\r\n")
     assert status.startswith(b"HTTP/1.1 413"), data[:300]
     assert b"connection: close" in rest.split(b"\r\n\r\n")[0].lower(), data[:300]
+
+
+def _exchange(server, payload: bytes, answers: int) -> list[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
+    """Send raw bytes in one write; read `answers` whole HTTP answers (status line, body)."""
+    host, port = server.url.rsplit("//", 1)[1].split(":")
+    out: list[tuple[bytes, bytes]] = []
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(payload)
+        data = b""
+        while len(out) < answers:
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(65536)
+                assert chunk, f"connection closed after {len(out)} answers: {data[:300]!r}"
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            while len(data) < length:
+                data += s.recv(65536)
+            out.append((head.split(b"\r\n")[0], data[:length]))
+            data = data[length:]
+    return out
+
+
+def test_whole_bodies_in_one_write_are_read_whole(server) -> None:  # type: ignore[no-untyped-def]
+    """A body that is all in when the request starts is read without waiting (no timer): a chunked
+    body in three chunks and two pipelined requests, each in a single write, are scored whole and
+    answered in order."""
+    auth = "".join(f"{k}: {v}\r\n" for k, v in server.headers.items())
+    head = ("POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"azureml-model-deployment: blue\r\n{auth}")
+    one, two = json.dumps(split_body(1)).encode(), json.dumps(split_body(2)).encode()
+    thirds = [one[:10], one[10:50], one[50:]]
+    chunked = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in thirds) + b"0\r\n\r\n"
+    [(status, body)] = _exchange(server, f"{head}Transfer-Encoding: chunked\r\n\r\n".encode() + chunked, 1)
+    assert status.startswith(b"HTTP/1.1 200"), body
+    assert len(json.loads(body)["predictions"]) == 1
+    pipelined = b"".join(f"{head}Content-Length: {len(b)}\r\n\r\n".encode() + b for b in (two, one))
+    answers = _exchange(server, pipelined, 2)
+    assert [s[:12] for s, _ in answers] == [b"HTTP/1.1 200"] * 2, answers
+    assert [len(json.loads(b)["predictions"]) for _, b in answers] == [2, 1]
