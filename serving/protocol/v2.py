@@ -339,8 +339,8 @@ def _plain_columns(inputs: list[Any], known: frozenset[str]) -> tuple[list[str],
     """(columns, rows) of the commonest request, one 1-D tensor per column and nothing else, checked
     a field at a time across all tensors (each check one pass in C) instead of a tensor at a time:
     a 30-column row in about half the time. None when any check fails: `_plain` looks again."""
-    if set(map(type, inputs)) != {dict} or set(map(len, inputs)) != {4}:
-        return None
+    if len(inputs) == 1 or set(map(type, inputs)) != {dict} or set(map(len, inputs)) != {4}:
+        return None  # one tensor (a 2-D table, or one column) is `_plain`'s loop at no extra cost
     try:
         names, shapes, datatypes, datas = zip(*map(_TENSOR_FIELDS, inputs), strict=True)
     except KeyError:
@@ -350,8 +350,8 @@ def _plain_columns(inputs: list[Any], known: frozenset[str]) -> tuple[list[str],
             or set(map(type, datas)) != {list}:
         return None
     dims = set(map(len, shapes))
-    if dims == {2}:  # [rows, 1] each; one [rows, n] tensor is `_plain`'s other case
-        if len(shapes) == 1 or set(map(type, map(_SECOND, shapes))) != {int} or set(map(_SECOND, shapes)) != {1}:
+    if dims == {2}:  # [rows, 1] each
+        if set(map(type, map(_SECOND, shapes))) != {int} or set(map(_SECOND, shapes)) != {1}:
             return None
     elif dims != {1}:
         return None
