@@ -61,7 +61,7 @@ async def read_body(request: Request, settings: Settings) -> bytes:
         message = await request.receive()
         if message["type"] != "http.request":
             raise ClientGone(f"client {client_address(request)} closed the connection")
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         if len(chunk) > limit:
             raise ScoringError(413, f"request body is over the limit of {limit} bytes")
         if not message.get("more_body"):

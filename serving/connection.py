@@ -222,7 +222,8 @@ def protocol_class(shared: Connections) -> type:
             self._phase = ACTIVE
             super().on_message_complete()
             if self.cycle is not None and not self.cycle.more_body:
-                self.cycle.scope[BODY_IN] = True
+                scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]  # a TypedDict; the key is ours
+                scope[BODY_IN] = True
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
