@@ -94,6 +94,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = sorted({r["model"] for r in results})
+    rows = {r["rows"] for r in results}
+    size = "" if rows == {1} else f", {'/'.join(map(str, sorted(rows)))} rows a request"
     fig, axes = plt.subplots(len(models), 2, figsize=(11, 4 * len(models)), squeeze=False)
     for row, model in enumerate(models):
         for server in sorted({r["server"] for r in results if r["model"] == model}):
@@ -102,9 +104,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
             x = [r["connections"] for r in pts]
             axes[row][0].plot(x, [r["rps"] for r in pts], marker="o", label=server)
             axes[row][1].plot(x, [r["p99_us"] / 1e3 for r in pts], marker="x", label=f"{server} p99")
-        axes[row][0].set(title=f"{model}: throughput", xlabel="connections", ylabel="requests/s", xscale="log",
+        axes[row][0].set(title=f"{model}{size}: throughput", xlabel="connections", ylabel="requests/s", xscale="log",
                          yscale="log")
-        axes[row][1].set(title=f"{model}: p99 latency", xlabel="connections", ylabel="ms", xscale="log",
+        axes[row][1].set(title=f"{model}{size}: p99 latency", xlabel="connections", ylabel="ms", xscale="log",
                          yscale="log")
         for ax in axes[row]:
             ax.grid(True, alpha=0.3)
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"machine": {"cpus": os.cpu_count()}, "replicas": args.replicas, "results": results,
            "router_overhead": overhead, "ratios_vs_mlflow": ratios}
     (out / "online.json").write_text(json.dumps(doc, indent=2) + "\n")
-    plot([r for r in results if r["rows"] == 1], out / "online.png")
+    fewest = min((r["rows"] for r in results), default=1)  # --rows 100,1000 has no one-row runs to draw
+    plot([r for r in results if r["rows"] == fewest], out / "online.png")
     for k, v in ratios.items():
         print(f"{k}: {v['throughput_x']:.1f}x mlflow throughput, p99 {v['p99_fraction']:.2f} of mlflow's")
     return 0
