@@ -1,7 +1,8 @@
 """Online benchmark: scorer (batching off and on) against `mlflow models serve --env-manager local`
 with as many workers as scorer has replicas, one-row requests, at 1/8/32/64 connections, driven by
 wrk (Debian's package: `apt-get install wrk`), plus the router-overhead figure (1 connection,
-scorer against in-process `pyfunc.predict` of the same row). `make bench-online`.
+scorer against in-process `pyfunc.predict` of the same row, and against the flavor's predict without
+MLflow's schema enforcement, as a replica calls it). `make bench-online`.
 
     python benchmarks/online.py --models 1,2 --connections 1,8,32,64 --duration 20
 
@@ -54,23 +55,37 @@ def endpoint_yaml(folder: Path, model: str, replicas: int, batching: bool) -> Pa
     return path
 
 
-def in_process_latency(model_ref: str, body: Path, n: int = 2000) -> dict[str, float]:
+def _p50_p99(call: Any, n: int) -> dict[str, float]:
+    for _ in range(50):
+        call()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t) * 1e3)
+    times.sort()
+    return {"p50_ms": statistics.median(times), "p99_ms": times[int(0.99 * len(times)) - 1]}
+
+
+def in_process_latency(model_ref: str, body: Path, n: int = 2000) -> dict[str, Any]:
+    """In-process `pyfunc.predict` of the request's rows (issue 12's baseline: MLflow's schema
+    enforcement included), and, for an all-double signature, the flavor's predict on the frame
+    scorer's parser builds (no enforcement: what a replica itself calls), so that the router's and
+    replica's own cost can be told from the enforcement scorer skips."""
     import pandas as pd
 
     from scorer.models import load_model
+    from scorer.models.runtime import MlflowRuntime
 
     model = load_model(model_ref)
     split = json.loads(body.read_text())["dataframe_split"]
     frame = pd.DataFrame(split["data"], columns=split["columns"])
-    for _ in range(50):
-        model.predict(frame)
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        model.predict(frame)
-        times.append((time.perf_counter() - t) * 1e3)
-    times.sort()
-    return {"p50_ms": statistics.median(times), "p99_ms": times[int(0.99 * len(times)) - 1]}
+    out: dict[str, Any] = _p50_p99(lambda: model.predict(frame), n)
+    runtime = MlflowRuntime(model.pyfunc, model_ref)
+    if runtime.double_columns:
+        exact = frame[list(runtime.double_columns)].astype("float64")
+        out["exact"] = _p50_p99(lambda: runtime.predict_exact(exact), n)
+    return out
 
 
 def one_row_body(model_ref: str, folder: Path, rows: int = 1) -> Path:
@@ -176,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                 if one is not None:
                     overhead[model][name] = {"c1_p50_ms": one["p50_us"] / 1e3, "c1_p99_ms": one["p99_us"] / 1e3,
                                              "over_in_process_p50_ms": one["p50_us"] / 1e3 - local["p50_ms"]}
-            print(f"{model}: in-process predict p50 {local['p50_ms']:.3f} ms; overhead {overhead[model]}")
+                    if "exact" in local:
+                        overhead[model][name]["over_exact_p50_ms"] = one["p50_us"] / 1e3 - local["exact"]["p50_ms"]
+            exact = f", without MLflow's enforcement {local['exact']['p50_ms']:.3f} ms" if "exact" in local else ""
+            print(f"{model}: in-process predict p50 {local['p50_ms']:.3f} ms{exact}; overhead {overhead[model]}")
     ratios = {}
     for r in results:
         if r["server"] == "mlflow":
