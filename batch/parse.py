@@ -41,6 +41,8 @@ class TextReader:
     schema: pa.Schema
     read_columns: list[str] | None
     opts: TextOptions
+    threads: bool = True  # pyarrow's own threads: off where the pool's actors already fill the cores
+    names: list[str] | None = None  # the CSV header's columns: the data is parsed without the header
 
     def _types(self) -> list[pa.Field]:
         return [pa.field(f.name, pa.string() if pa.types.is_null(f.type) else f.type) for f in self.schema]
@@ -52,8 +54,11 @@ class TextReader:
             import pyarrow.csv as pc
 
             types = {f.name: f.type for f in self._types()}
-            return pc.read_csv(pa.BufferReader(header + data),
-                               read_options=pc.ReadOptions(block_size=block),
+            # with the header's names given, the rows need not be copied behind the header line first
+            source, names = (data, self.names) if self.names is not None and data else (header + data, None)
+            return pc.read_csv(pa.BufferReader(source),
+                               read_options=pc.ReadOptions(block_size=block, use_threads=self.threads,
+                                                           column_names=names),
                                parse_options=pc.ParseOptions(newlines_in_values=self.opts.newlines_in_values),
                                convert_options=pc.ConvertOptions(column_types=types,
                                                                  include_columns=self.read_columns or []))
@@ -61,7 +66,8 @@ class TextReader:
 
         popts = pj.ParseOptions(explicit_schema=pa.schema(self._types()), unexpected_field_behavior="ignore",
                                 newlines_in_values=False)
-        table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=block),
+        table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=block,
+                                                                              use_threads=self.threads),
                              parse_options=popts)
         return table.select(self.read_columns) if self.read_columns else table
 
@@ -180,6 +186,19 @@ class TextReader:
 
         doc = json.dumps({f.name: values[f.name]}).encode() + b"\n"
         pj.read_json(pa.BufferReader(doc), parse_options=pj.ParseOptions(explicit_schema=pa.schema([f])))
+
+
+def header_names(header: bytes, opts: TextOptions) -> list[str] | None:
+    """The columns a CSV header line names, read as the data is read; None when it does not parse
+    alone (the data is then parsed behind the header, as before)."""
+    import pyarrow.csv as pc
+
+    try:
+        table = pc.read_csv(pa.BufferReader(header), read_options=pc.ReadOptions(use_threads=False),
+                            parse_options=pc.ParseOptions(newlines_in_values=opts.newlines_in_values))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    return [str(n) for n in table.column_names]
 
 
 def _empty(r: TextReader) -> pa.Table:

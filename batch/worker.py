@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from batch.lines import TextOptions
-from batch.parse import InputChanged, Read, TextReader
+from batch.parse import InputChanged, Read, TextReader, header_names
 from batch.plan import MiniBatch
 from batch.ship import Shipped
 from batch.storage import first_line, parquet_source
@@ -40,6 +40,7 @@ class WorkerConfig:
     env: dict[str, str] = field(default_factory=dict)
     log_level: str = "info"
     text: TextOptions = field(default_factory=TextOptions)  # how CSV / JSON Lines split into rows
+    parse_threads: bool = True  # pyarrow threads in a CSV / JSON Lines parse (the driver sets it per pool)
     # on a cluster, the model and code folders travel through the object store (batch/ship.py)
     model_shipped: Shipped | None = None
     code_shipped: Shipped | None = None
@@ -80,6 +81,7 @@ class ScoringWorker:
         self.cfg = cfg if cfg is not None else WorkerConfig("tabular", None, None, None, None)
         self.runtime: ModelRuntime | None = None
         self._headers: dict[str, bytes] = {}
+        self._names: dict[str, list[str] | None] = {}
         self._parquet: OrderedDict[str, Any] = OrderedDict()
         self._groups: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
         self._last: tuple[str, Read] | None = None
@@ -145,8 +147,15 @@ class ScoringWorker:
 
     def _read_text(self, mb: MiniBatch) -> Read:
         assert self.cfg.schema is not None and mb.fmt in ("csv", "jsonl")
-        reader = TextReader(mb.fmt, self.cfg.schema, self.cfg.read_columns, self.cfg.text.for_format(mb.fmt))
-        return reader.read(mb, self._header(mb.path) if mb.fmt == "csv" else b"")
+        opts = self.cfg.text.for_format(mb.fmt)
+        header = self._header(mb.path) if mb.fmt == "csv" else b""
+        names = None
+        if mb.fmt == "csv":
+            if mb.path not in self._names:
+                self._names[mb.path] = header_names(header, opts)
+            names = self._names[mb.path]
+        reader = TextReader(mb.fmt, self.cfg.schema, self.cfg.read_columns, opts, self.cfg.parse_threads, names)
+        return reader.read(mb, header)
 
     def _read_parquet(self, mb: MiniBatch) -> pa.Table:
         import pyarrow.parquet as pq

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batch import plan as plan_mod
 from batch.inputs import InputError, discover, read_schema
 from batch.lines import Scanner, TextOptions
 from batch.outputs import OutputPathError, check_output_path, probe_output
+from batch.parse import TextReader, header_names
 from batch.plan import MiniBatch, line_of, plan
 from batch.worker import ScoringWorker, WorkerConfig
 
@@ -20,7 +25,7 @@ from batch.worker import ScoringWorker, WorkerConfig
 def _worker(schema: pa.Schema, fmt: str, text: TextOptions) -> ScoringWorker:
     w = ScoringWorker.__new__(ScoringWorker)
     w.cfg = WorkerConfig("tabular", fmt, schema, None, None, text=text)
-    w._headers, w._last = {}, None
+    w._headers, w._names, w._last = {}, {}, None
     return w
 
 
@@ -127,6 +132,44 @@ def test_schema_inference_skips_rows_that_fail_alone(tmp_path: Path) -> None:
     path = tmp_path / "s.csv"
     path.write_text('a,b\n1,2\n3,"4\n\n5,6,7\n8,9\n')
     assert read_schema(discover([str(path)])[0], "csv").types == [pa.int64(), pa.int64()]
+
+
+def test_csv_files_name_their_columns_in_their_own_order(tmp_path: Path) -> None:
+    """An actor parses a CSV mini-batch with the header's names instead of the header line in front
+    of the rows: each file's own header still decides which column is which."""
+    (tmp_path / "a.csv").write_text('id,"b,x",c\n' + "".join(f'{i},{i * 10},{-i}\n' for i in range(50)))
+    (tmp_path / "b.csv").write_text('c,id,"b,x"\n' + "".join(f'{-i},{i},{i * 10}\n' for i in range(50, 90)))
+    files = discover([str(tmp_path)])
+    schema = read_schema(files[0], "csv", TextOptions())
+    w = _worker(schema, "csv", TextOptions())
+    rows = [d for mb in plan(files, "tabular", "csv", 16, None, TextOptions()) for d in w._read(mb).table.to_pylist()]
+    assert rows == [{"id": i, "b,x": i * 10, "c": -i} for i in range(90)]
+    assert w._names == {str(tmp_path / "a.csv"): ["id", "b,x", "c"], str(tmp_path / "b.csv"): ["c", "id", "b,x"]}
+
+
+_cell = st.text(alphabet='az1 ,"\u00e9', max_size=4)
+
+
+@settings(max_examples=80, deadline=None)
+@given(names=st.lists(st.text(alphabet='ab ,"\u00e9', min_size=1, max_size=4), min_size=1, max_size=4, unique=True),
+       data=st.data(), threads=st.booleans())
+def test_csv_parsed_with_the_header_names_equals_parsed_behind_the_header(names: list[str], data: st.DataObject,
+                                                                          threads: bool) -> None:
+    rows = data.draw(st.lists(st.lists(_cell, min_size=len(names), max_size=len(names)), min_size=1, max_size=6))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    header = out.getvalue().encode()
+    out.seek(0), out.truncate()
+    writer.writerows(rows)
+    body = out.getvalue().encode()
+    schema = pa.schema([(n, pa.string()) for n in names])
+    parsed = header_names(header, TextOptions())
+    assert parsed == names
+    fast = TextReader("csv", schema, None, TextOptions(), threads, parsed).parse(header, body)
+    behind = TextReader("csv", schema, None, TextOptions()).parse(header, body)
+    assert fast.equals(behind)
+    assert fast.column_names == names
 
 
 _WS = b" \t\n\r\x0b\x0c"
