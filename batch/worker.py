@@ -80,8 +80,7 @@ class ScoringWorker:
         configure()
         self.cfg = cfg if cfg is not None else WorkerConfig("tabular", None, None, None, None)
         self.runtime: ModelRuntime | None = None
-        self._headers: dict[str, bytes] = {}
-        self._names: dict[str, list[str] | None] = {}
+        self._headers: dict[str, tuple[bytes, list[str] | None]] = {}  # path: header line, its names
         self._parquet: OrderedDict[str, Any] = OrderedDict()
         self._groups: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
         self._last: tuple[str, Read] | None = None
@@ -136,25 +135,21 @@ class ScoringWorker:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def _header(self, path: str) -> bytes:
-        h = self._headers.get(path)
-        if h is None:
+    def _header(self, path: str) -> tuple[bytes, list[str] | None]:
+        """A CSV file's header line and the names it gives, read once per file and actor."""
+        cached = self._headers.get(path)
+        if cached is None:
             h = first_line(path, self.cfg.text.max_line_bytes)
             if not h.endswith(b"\n"):
                 h += b"\n"
-            self._headers[path] = h
-        return h
+            cached = self._headers[path] = (h, header_names(h, self.cfg.text.for_format("csv")))
+        return cached
 
     def _read_text(self, mb: MiniBatch) -> Read:
         assert self.cfg.schema is not None and mb.fmt in ("csv", "jsonl")
-        opts = self.cfg.text.for_format(mb.fmt)
-        header = self._header(mb.path) if mb.fmt == "csv" else b""
-        names = None
-        if mb.fmt == "csv":
-            if mb.path not in self._names:
-                self._names[mb.path] = header_names(header, opts)
-            names = self._names[mb.path]
-        reader = TextReader(mb.fmt, self.cfg.schema, self.cfg.read_columns, opts, self.cfg.parse_threads, names)
+        header, names = self._header(mb.path) if mb.fmt == "csv" else (b"", None)
+        reader = TextReader(mb.fmt, self.cfg.schema, self.cfg.read_columns, self.cfg.text.for_format(mb.fmt),
+                            self.cfg.parse_threads, names)
         return reader.read(mb, header)
 
     def _read_parquet(self, mb: MiniBatch) -> pa.Table:

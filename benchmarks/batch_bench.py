@@ -168,18 +168,16 @@ def write_deployment(model_ref: str, folder: Path, actors: int, mini_batch: int)
     return path
 
 
-def warm_inputs(folder: Path) -> int:
+def warm_inputs(folder: Path) -> None:
     """Read every input file once, untimed, so that each tool starts with its input in the page
     cache. This VM's kernel pages out memory untouched for about a minute (DAMON `pageout`), so
     without it the first tool of a cell (always scorer) read from disk what the next ones found
-    in memory. Returns the bytes read."""
+    in memory."""
     buf = bytearray(8 << 20)
-    total = 0
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         with path.open("rb", buffering=0) as fh:
-            while n := fh.readinto(buf):
-                total += n
-    return total
+            while fh.readinto(buf):
+                pass
 
 
 def run_tool(tool: str, model: dict[str, str], fmt: str, data: Path, tmp: Path, args: argparse.Namespace,

@@ -43,7 +43,7 @@ def test_csv_byte_ranges_read_back_exact_rows_even_with_quoted_newlines(tmp_path
     assert sum(m.items for m in mbs) == 50
     w = ScoringWorker.__new__(ScoringWorker)
     w.cfg = WorkerConfig("tabular", "csv", schema, None, None, text=text)
-    w._headers, w._names, w._last = {}, {}, None
+    w._headers, w._last = {}, None
     got = pa.concat_tables([w._read(m).table for m in mbs]).to_pandas()
     assert got["x"].tolist() == df["x"].tolist()
     assert got["s"].tolist() == df["s"].tolist()

@@ -25,7 +25,7 @@ from batch.worker import ScoringWorker, WorkerConfig
 def _worker(schema: pa.Schema, fmt: str, text: TextOptions) -> ScoringWorker:
     w = ScoringWorker.__new__(ScoringWorker)
     w.cfg = WorkerConfig("tabular", fmt, schema, None, None, text=text)
-    w._headers, w._names, w._last = {}, {}, None
+    w._headers, w._last = {}, None
     return w
 
 
@@ -144,7 +144,8 @@ def test_csv_files_name_their_columns_in_their_own_order(tmp_path: Path) -> None
     w = _worker(schema, "csv", TextOptions())
     rows = [d for mb in plan(files, "tabular", "csv", 16, None, TextOptions()) for d in w._read(mb).table.to_pylist()]
     assert rows == [{"id": i, "b,x": i * 10, "c": -i} for i in range(90)]
-    assert w._names == {str(tmp_path / "a.csv"): ["id", "b,x", "c"], str(tmp_path / "b.csv"): ["c", "id", "b,x"]}
+    assert {path: names for path, (_, names) in w._headers.items()} == {
+        str(tmp_path / "a.csv"): ["id", "b,x", "c"], str(tmp_path / "b.csv"): ["c", "id", "b,x"]}
 
 
 _cell = st.text(alphabet='az1 ,"\u00e9', max_size=4)
